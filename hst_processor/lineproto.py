@@ -1,0 +1,437 @@
+"""InfluxDB line protocol in Telegraf's dialect: a light view over a metric's text.
+
+Telegraf reads what we print, so where implementations of line protocol disagree this module
+follows Telegraf's parser (``plugins/parsers/influx/machine.go.rl``):
+
+* leading spaces and tabs before the measurement are accepted;
+* ``\\\\`` in a measurement, tag key or tag value stays two characters;
+* integers with leading zeros (``01i``) are rejected, while ``00.42`` is a valid float;
+* a duplicate tag key is not an error: the later value wins;
+* in a string field only ``\\"`` and ``\\\\`` are escapes.
+
+We never re-format what we were given. :func:`parse_metric` records where the tag set and the
+field set end, and :func:`enrich` adds tags and fields by inserting text at those offsets, so
+every character of the input survives in the output.
+
+Text is handled as ``str``. The processor decodes stdin with ``surrogateescape``, which makes
+any byte sequence round-trip exactly; a metric holding a lone surrogate was not UTF-8.
+
+>>> m = parse_metric("machine_data,machineID=m1 load=71.5,power=210i 1700000000000000000")
+>>> m.measurement, m.tags, m.fields["power"], m.timestamp
+('machine_data', {'machineID': 'm1'}, 210, 1700000000000000000)
+>>> enrich(m, tags=[("anomaly", "false")], fields=[("anomaly_score", format_float(0.25))])
+'machine_data,anomaly=false,machineID=m1 load=71.5,power=210i,anomaly_score=0.25 1700000000000000000'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hst_processor.errors import LineProtocolError, UnterminatedString
+
+__all__ = [
+    "FieldValue",
+    "Metric",
+    "Unsigned",
+    "enrich",
+    "escape_field_key",
+    "escape_tag",
+    "format_float",
+    "is_blank",
+    "is_comment",
+    "parse_metric",
+    "split_metrics",
+]
+
+
+class Unsigned(int):
+    """An unsigned integer field (``42u``), kept apart from a signed one (``42i``)."""
+
+    __slots__ = ()
+
+
+FieldValue = float | int | bool | str
+
+# Telegraf's `ws`: the separators between measurement/tags, fields and timestamp.
+_WS = " \t\v\f"
+# Characters that end a tag key or value, or a field key, unless escaped.
+_KEY_STOP = "\t\n\f\r ,=\\"
+_MEASUREMENT_STOP = "\t\n\f\r ,\\"
+# A backslash may escape anything but these (and, in tags, another backslash: see _scan_key).
+_NOT_ESCAPABLE = "\t\n\f\r"
+# Characters that end an unquoted field value.
+_VALUE_STOP = ", \t\v\f\r\n"
+
+_INT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)i")
+_UINT_RE = re.compile(r"(?:0|[1-9][0-9]*)u")
+_FLOAT_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_TIMESTAMP_RE = re.compile(r"-?[0-9]{1,19}")
+_TRUE = frozenset({"true", "TRUE", "True", "T", "t"})
+_FALSE = frozenset({"false", "FALSE", "False", "F", "f"})
+# A metric containing none of these can be parsed by splitting on single characters.
+_NEEDS_CAREFUL_PATH = re.compile(r'["\\\t\v\f\r]')
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
+
+@dataclass(slots=True)
+class Metric:
+    """One parsed metric and the offsets where new tags and fields can be inserted.
+
+    ``text`` is the metric exactly as received, without its line terminator.
+    ``tag_starts`` holds, for each tag in input order, its unescaped key and the offset of the
+    comma that introduces it; ``series_end`` is the offset just past the last tag (or the
+    measurement), and ``fields_end`` the offset just past the last field value.
+    """
+
+    text: str
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    timestamp: int | None
+    tag_starts: list[tuple[str, int]]
+    series_end: int
+    fields_end: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def parse_metric(text: str) -> Metric:
+    """Parse one metric (no line terminator) or raise :class:`LineProtocolError`."""
+    if _NEEDS_CAREFUL_PATH.search(text) is None:
+        parts = text.split(" ")
+        if 2 <= len(parts) <= 3 and all(parts):
+            return _parse_simple(text, parts)
+    return _parse_careful(text)
+
+
+def _parse_simple(text: str, parts: list[str]) -> Metric:
+    """The common case: no quotes, escapes or odd whitespace, single spaces between sections."""
+    series, field_set = parts[0], parts[1]
+    names = series.split(",")
+    measurement = names[0]
+    if not measurement:
+        raise LineProtocolError("expected measurement name", 0)
+    tags: dict[str, str] = {}
+    tag_starts: list[tuple[str, int]] = []
+    offset = len(measurement)
+    for pair in names[1:]:
+        key_value = pair.split("=")
+        if len(key_value) != 2 or not key_value[0] or not key_value[1]:
+            raise LineProtocolError("expected tag", offset + 1)
+        tags[key_value[0]] = key_value[1]
+        tag_starts.append((key_value[0], offset))
+        offset += len(pair) + 1
+    series_end = len(series)
+    fields: dict[str, FieldValue] = {}
+    offset = series_end + 1
+    for pair in field_set.split(","):
+        key_value = pair.split("=")
+        if len(key_value) != 2 or not key_value[0]:
+            raise LineProtocolError("expected field", offset)
+        fields[key_value[0]] = _field_value(key_value[1], offset + len(key_value[0]) + 1)
+        offset += len(pair) + 1
+    fields_end = series_end + 1 + len(field_set)
+    timestamp = _timestamp(parts[2], fields_end + 1) if len(parts) == 3 else None
+    return Metric(text, measurement, tags, fields, timestamp, tag_starts, series_end, fields_end)
+
+
+def _parse_careful(text: str) -> Metric:
+    """Telegraf's grammar character by character, for escapes, quotes and odd whitespace."""
+    n = len(text)
+    i = _skip(text, 0, _WS)
+    start = i
+    i = _scan_measurement(text, start)
+    if i == start:
+        raise LineProtocolError("expected measurement name", start)
+    measurement = _unescape_name(text[start:i])
+
+    tags: dict[str, str] = {}
+    tag_starts: list[tuple[str, int]] = []
+    while i < n and text[i] == ",":
+        comma = i
+        key_end = _scan_key(text, i + 1, in_tag=True)
+        if key_end == i + 1 or key_end >= n or text[key_end] != "=":
+            raise LineProtocolError("expected tag", key_end)
+        value_end = _scan_key(text, key_end + 1, in_tag=True)
+        if value_end == key_end + 1:
+            raise LineProtocolError("expected tag", value_end)
+        key = _unescape_key(text[i + 1 : key_end])
+        tags[key] = _unescape_key(text[key_end + 1 : value_end])
+        tag_starts.append((key, comma))
+        i = value_end
+    series_end = i
+
+    if i >= n or text[i] not in _WS:
+        raise LineProtocolError("expected tag" if i >= n else "expected field", i)
+    i = _skip(text, i, _WS)
+    fields: dict[str, FieldValue] = {}
+    while True:
+        key_end = _scan_key(text, i, in_tag=False)
+        if key_end == i or key_end >= n or text[key_end] != "=":
+            raise LineProtocolError("expected field", key_end)
+        key = _unescape_key(text[i:key_end])
+        i = key_end + 1
+        if i < n and text[i] == '"':
+            i, fields[key] = _string_value(text, i)
+        else:
+            value_end = i
+            while value_end < n and text[value_end] not in _VALUE_STOP:
+                value_end += 1
+            fields[key] = _field_value(text[i:value_end], i)
+            i = value_end
+        if i < n and text[i] == ",":
+            i += 1
+            continue
+        break
+    fields_end = i
+
+    timestamp = None
+    if i < n:
+        if text[i] not in _WS:
+            raise LineProtocolError("expected field", i)
+        i = _skip(text, i, _WS)
+        if i < n:
+            ts_end = i
+            while ts_end < n and text[ts_end] not in _WS:
+                ts_end += 1
+            timestamp = _timestamp(text[i:ts_end], i)
+            i = _skip(text, ts_end, _WS)
+            if i < n:
+                raise LineProtocolError("expected timestamp", i)
+    return Metric(text, measurement, tags, fields, timestamp, tag_starts, series_end, fields_end)
+
+
+def _skip(text: str, i: int, chars: str) -> int:
+    n = len(text)
+    while i < n and text[i] in chars:
+        i += 1
+    return i
+
+
+def _scan_measurement(text: str, i: int) -> int:
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            if i + 1 >= n or text[i + 1] in _NOT_ESCAPABLE:
+                raise LineProtocolError("expected measurement name", i)
+            i += 2
+        elif c in _MEASUREMENT_STOP:
+            break
+        else:
+            i += 1
+    return i
+
+
+def _scan_key(text: str, i: int, *, in_tag: bool) -> int:
+    """Return the end of a tag key, tag value or field key starting at ``i``."""
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            if i + 1 >= n or text[i + 1] in _NOT_ESCAPABLE:
+                raise LineProtocolError("invalid escape", i)
+            # In tags, Telegraf reads `\\` as one backslash followed by a fresh character, so
+            # the second backslash may itself escape what follows (`two\\ words`).
+            i += 1 if in_tag and text[i + 1] == "\\" else 2
+        elif c in _KEY_STOP:
+            break
+        else:
+            i += 1
+    return i
+
+
+def _string_value(text: str, quote: int) -> tuple[int, str]:
+    """Scan a quoted string field starting at ``quote``; return the end offset and value."""
+    n = len(text)
+    i = quote + 1
+    has_escape = False
+    while i < n:
+        c = text[i]
+        if c == '"':
+            raw = text[quote + 1 : i]
+            value = raw.replace('\\"', '"').replace("\\\\", "\\") if has_escape else raw
+            return i + 1, value
+        if c == "\\":
+            if i + 1 < n and text[i + 1] in '\\"':
+                has_escape = True
+                i += 2
+                continue
+            if i + 1 >= n:
+                break
+            raise LineProtocolError("invalid escape in string field", i)
+        if c == "\f":
+            raise LineProtocolError("invalid character in string field", i)
+        i += 1
+    raise UnterminatedString("unterminated string field", quote)
+
+
+def _field_value(token: str, position: int) -> FieldValue:
+    if not token:
+        raise LineProtocolError("expected field value", position)
+    last = token[-1]
+    if last == "i":
+        if _INT_RE.fullmatch(token):
+            value = int(token[:-1])
+            if _INT64_MIN <= value <= _INT64_MAX:
+                return value
+            raise LineProtocolError("integer out of range", position)
+    elif last == "u":
+        if _UINT_RE.fullmatch(token):
+            unsigned = int(token[:-1])
+            if unsigned <= _UINT64_MAX:
+                return Unsigned(unsigned)
+            raise LineProtocolError("unsigned integer out of range", position)
+    elif token in _TRUE:
+        return True
+    elif token in _FALSE:
+        return False
+    elif _FLOAT_RE.fullmatch(token):
+        number = float(token)
+        if number in (float("inf"), float("-inf")):
+            raise LineProtocolError("float out of range", position)
+        return number
+    raise LineProtocolError("invalid field value", position)
+
+
+def _timestamp(token: str, position: int) -> int:
+    if _TIMESTAMP_RE.fullmatch(token):
+        value = int(token)
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return value
+    raise LineProtocolError("expected timestamp", position)
+
+
+def _unescape_name(raw: str) -> str:
+    if "\\" in raw:
+        return raw.replace("\\,", ",").replace("\\ ", " ")
+    return raw
+
+
+# Telegraf's `unescape` only rewrites a token that holds a space, comma or equals sign; its
+# replacer works left to right in one pass, which a regex alternation reproduces.
+_KEY_ESCAPE_RE = re.compile(r'\\([, ="])')
+
+
+def _unescape_key(raw: str) -> str:
+    if "\\" in raw and any(c in raw for c in " ,="):
+        return _KEY_ESCAPE_RE.sub(r"\1", raw)
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting a stream into metrics
+
+
+def is_blank(text: str) -> bool:
+    """True for a line holding only whitespace (Telegraf skips it)."""
+    return not text.strip(_WS + "\r\n")
+
+
+def is_comment(text: str) -> bool:
+    """True for a comment line: optional whitespace, then ``#`` (Telegraf skips it)."""
+    return text.lstrip(_WS).startswith("#")
+
+
+def split_metrics(buffer: str) -> tuple[list[str], str]:
+    """Cut ``buffer`` into complete metrics, each with its own line terminator.
+
+    A newline ends a metric unless it falls inside a quoted string field, which Telegraf's
+    grammar allows; such a metric runs on to a later newline. Returns the metrics and the
+    incomplete rest of the buffer (to be completed by later input, or flushed as it is).
+    """
+    metrics: list[str] = []
+    start = 0
+    while True:
+        newline = buffer.find("\n", start)
+        if newline < 0:
+            break
+        if buffer.find('"', start, newline) >= 0:
+            newline = _end_of_quoted_metric(buffer, start, newline)
+            if newline < 0:
+                break
+        metrics.append(buffer[start : newline + 1])
+        start = newline + 1
+    return metrics, buffer[start:]
+
+
+def _end_of_quoted_metric(buffer: str, start: int, newline: int) -> int:
+    """The newline that ends the metric starting at ``start``, or -1 if it is not complete."""
+    while True:
+        try:
+            _parse_careful(buffer[start:newline].rstrip("\r"))
+        except UnterminatedString:
+            newline = buffer.find("\n", newline + 1)
+            if newline < 0:
+                return -1
+            continue
+        except LineProtocolError:
+            pass
+        return newline
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def escape_tag(text: str) -> str:
+    """Escape a tag key or value the way Telegraf's serializer does."""
+    return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def escape_field_key(text: str) -> str:
+    """Escape a field key the way Telegraf's serializer does."""
+    return escape_tag(text)
+
+
+def format_float(value: float) -> str:
+    """Format a finite float as Telegraf does: shortest exact digits, no exponent, no ``.0``."""
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def enrich(
+    metric: Metric,
+    *,
+    tags: Sequence[tuple[str, str]] = (),
+    fields: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Insert tags and fields into a metric's text, leaving every original character in place.
+
+    ``tags`` are ``(key, value)`` pairs, unescaped; each goes before the first existing tag
+    whose key sorts after it (so sorted input stays sorted), and after an existing tag of the
+    same key, so that ours wins under Telegraf's later-wins rule. ``fields`` are
+    ``(key, formatted value)`` pairs appended after the last field.
+    """
+    insertions: list[tuple[int, str]] = []
+    for key, value in tags:
+        position = metric.series_end
+        for existing_key, comma in metric.tag_starts:
+            if existing_key > key:
+                position = comma
+                break
+        insertions.append((position, f",{escape_tag(key)}={escape_tag(value)}"))
+    if fields:
+        added = ",".join(f"{escape_field_key(key)}={value}" for key, value in fields)
+        insertions.append((metric.fields_end, "," + added))
+    insertions.sort(key=lambda insertion: insertion[0])
+    text = metric.text
+    pieces: list[str] = []
+    cursor = 0
+    for position, addition in insertions:
+        pieces.append(text[cursor:position])
+        pieces.append(addition)
+        cursor = position
+    pieces.append(text[cursor:])
+    return "".join(pieces)
