@@ -16,11 +16,11 @@ every character of the input survives in the output.
 Text is handled as ``str``. The processor decodes stdin with ``surrogateescape``, which makes
 any byte sequence round-trip exactly; a metric holding a lone surrogate was not UTF-8.
 
->>> m = parse_metric("machine_data,machineID=m1 load=71.5,power=210i 1700000000000000000")
+>>> m = parse_metric("machine,machineID=m1 load=71.5,power=210i 1700000000")
 >>> m.measurement, m.tags, m.fields["power"], m.timestamp
-('machine_data', {'machineID': 'm1'}, 210, 1700000000000000000)
+('machine', {'machineID': 'm1'}, 210, 1700000000)
 >>> enrich(m, tags=[("anomaly", "false")], fields=[("anomaly_score", format_float(0.25))])
-'machine_data,anomaly=false,machineID=m1 load=71.5,power=210i,anomaly_score=0.25 1700000000000000000'
+'machine,anomaly=false,machineID=m1 load=71.5,power=210i,anomaly_score=0.25 1700000000'
 """
 
 from __future__ import annotations

@@ -116,9 +116,9 @@ def test_decode_conformance(case: dict[str, Any]) -> None:
     metrics = parse_text(case["line"])
     if case["id"] in EXPECTED_DIFFERENCES:
         return  # the corpus has no expected values for a line it rejects
-    expected_points = case["points"] if "points" in case else [case]
+    expected_points = case.get("points", [case])
     assert len(metrics) == len(expected_points)
-    for metric, expected in zip(metrics, expected_points):
+    for metric, expected in zip(metrics, expected_points, strict=True):
         assert_metric_matches(metric, expected, case["precision"], case.get("default_time_ns"))
 
 
