@@ -1,0 +1,117 @@
+"""The HST engine against river, the oracle: same trees, same scores to the last bit."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from hst_processor.forest import Forest, HalfSpaceTrees, tree_structure
+
+river_anomaly = pytest.importorskip("river.anomaly", reason="river is a test dependency")
+
+FEATURES = ("load", "power", "temperature", "vibration")
+
+
+def mixed_stream(n: int, seed: int, missing: float = 0.05, nan: float = 0.01) -> list[dict]:
+    """Points in the unit box with rare outliers, some features missing and some NaN."""
+    rng = random.Random(seed)
+    points: list[dict] = [{name: rng.random() for name in FEATURES}]
+    for i in range(1, n):
+        point = {}
+        for name in FEATURES:
+            draw = rng.random()
+            if draw < missing:
+                continue
+            if draw < missing + nan:
+                point[name] = float("nan")
+            else:
+                point[name] = rng.random() * (1.8 if i % 97 == 0 else 1.0)
+        points.append(point)
+    return points
+
+
+def river_scores(points: list[dict], **params: int) -> list[float]:
+    model = river_anomaly.HalfSpaceTrees(**params)
+    scores = []
+    for x in points:
+        scores.append(model.score_one(x))
+        model.learn_one(x)
+    return scores
+
+
+@pytest.mark.parametrize(
+    ("n_trees", "height", "window_size", "n_points"),
+    [(5, 2, 250, 30_000), (10, 8, 250, 30_000), (25, 15, 50, 1_500), (3, 4, 7, 2_000)],
+)
+def test_batch_scores_equal_river(
+    n_trees: int, height: int, window_size: int, n_points: int
+) -> None:
+    points = mixed_stream(n_points, seed=n_trees * 1000 + height)
+    params = {"n_trees": n_trees, "height": height, "window_size": window_size, "seed": 11}
+    expected = river_scores(points, **params)
+    got = HalfSpaceTrees(**params).score_learn_many(points)
+    assert got == expected
+
+
+def test_single_point_api_equals_river_with_limits() -> None:
+    limits = {"load": (0.0, 250.0), "power": (0.0, 600.0)}
+    rng = random.Random(3)
+    points = [{"load": rng.uniform(40, 120), "power": rng.uniform(150, 500)} for _ in range(3000)]
+    ours = HalfSpaceTrees(n_trees=10, height=8, window_size=100, seed=5, limits=limits)
+    theirs = river_anomaly.HalfSpaceTrees(
+        n_trees=10, height=8, window_size=100, seed=5, limits=limits
+    )
+    for x in points:
+        assert ours.score_one(x) == theirs.score_one(x)
+        ours.learn_one(x)
+        theirs.learn_one(x)
+
+
+def test_complete_batches_equal_river_at_every_batch_size() -> None:
+    rng = random.Random(9)
+    points = [{name: rng.random() for name in FEATURES} for _ in range(5_000)]
+    expected = river_scores(points, n_trees=10, height=8, window_size=250, seed=1)
+    for batch in (1, 7, 10, 100, 1000):
+        model = HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=1)
+        got: list[float] = []
+        for start in range(0, len(points), batch):
+            got.extend(model.score_learn_many(points[start : start + batch]))
+        assert got == expected, batch
+
+
+def test_structure_is_shared_between_models_of_one_configuration() -> None:
+    a = tree_structure(10, 8, 42, FEATURES)
+    b = tree_structure(10, 8, 42, FEATURES)
+    assert a is b
+    assert tree_structure(10, 8, 43, FEATURES) is not a
+
+
+def test_learn_filter_skips_points_and_keeps_the_window_open() -> None:
+    structure = tree_structure(4, 3, 1, ("a",))
+    forest = Forest(structure, window_size=10)
+    masses = forest.new_masses()
+    points = np.linspace(0, 1, 15)[:, None]
+    forest.score_learn_many(masses, points, learn_filter=lambda totals: np.zeros(len(totals), bool))
+    assert masses.counter == 0 and masses.first_window
+    forest.score_learn_many(masses, points[:9])
+    assert masses.counter == 9 and masses.first_window
+    forest.score_learn_many(masses, points[:12])
+    assert masses.counter == 1 and not masses.first_window  # 21 points: two windows and one
+
+
+def test_memory_per_series_stays_small() -> None:
+    forest = Forest(tree_structure(10, 8, 42, FEATURES), window_size=250)
+    masses = forest.new_masses()
+    assert masses.l_mass.itemsize * len(masses.l_mass) * 2 <= 64 * 1024
+
+
+def test_typical_total_matches_the_mean_over_the_reference_window() -> None:
+    rng = np.random.default_rng(0)
+    forest = Forest(tree_structure(6, 5, 3, ("a", "b")), window_size=200)
+    masses = forest.new_masses()
+    window = rng.normal(0.5, 0.1, size=(200, 2))
+    forest.score_learn_many(masses, window)
+    measured = np.mean([forest.total_one(masses, row.tolist()) for row in window])
+    assert forest.typical_total(masses) == pytest.approx(measured, rel=1e-9)
