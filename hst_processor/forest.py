@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import random
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +51,6 @@ SIZE_LIMIT_FRACTION = 0.1
 _VECTOR_MIN_POINTS = 8
 
 FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -144,6 +143,8 @@ class Masses:
     r_mass: array[int]
     counter: int = 0
     first_window: bool = True
+    windows: int = 0
+    """Windows completed so far; identifies the reference window in force."""
     _views: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -242,52 +243,49 @@ class Forest:
             live[:] = 0
             masses.first_window = False
             masses.counter = 0
+            masses.windows += 1
 
     # -- batches -------------------------------------------------------------------------------
 
-    def score_learn_many(
-        self,
-        masses: Masses,
-        points: FloatArray,
-        learn_filter: Callable[[FloatArray], BoolArray] | None = None,
-    ) -> FloatArray:
+    def score_learn_many(self, masses: Masses, points: FloatArray) -> FloatArray:
         """Mass totals of complete points, each taken just before the point is learned.
 
-        ``points`` is an ``(n, n_features)`` array. ``learn_filter``, given the totals of a run
-        of points, says which of them to learn (default: all); a point not learned does not
-        advance the window. Returns the totals (``max_total`` during the first window).
+        ``points`` is an ``(n, n_features)`` array. Returns the totals (``max_total`` while
+        the first window fills), split only where a window ends.
         """
-        n = len(points)
-        totals = np.empty(n, dtype=np.float64)
-        if n < _VECTOR_MIN_POINTS:
-            for i in range(n):
-                point = points[i].tolist()
-                totals[i] = self.total_one(masses, point)
-                if learn_filter is None or learn_filter(totals[i : i + 1])[0]:
-                    self.learn_one(masses, point)
-            return totals
+        totals = np.empty(len(points), dtype=np.float64)
         start = 0
-        while start < n:
-            remaining = self.window_size - masses.counter
-            chunk = points[start : start + remaining]
-            paths = self._paths(chunk)
-            totals[start : start + len(chunk)] = self._totals(masses, paths)
-            if learn_filter is None:
-                learn = np.ones(len(chunk), dtype=bool)
-            else:
-                learn = learn_filter(totals[start : start + len(chunk)])
-            learned = np.cumsum(learn)
-            if learned[-1] >= remaining:
-                # The window fills inside this chunk: learn up to that point, swap, go on.
-                end = int(np.searchsorted(learned, remaining)) + 1
-                self._learn_paths(masses, paths[:, :, :end], learn[:end])
-                self._count_learned(masses, remaining)
-                start += end
-            else:
-                self._learn_paths(masses, paths, learn)
-                self._count_learned(masses, int(learned[-1]))
-                start += len(chunk)
+        while start < len(points):
+            chunk = points[start : start + self.window_size - masses.counter]
+            totals[start : start + len(chunk)] = self.totals_many(masses, chunk)
+            self.learn_many(masses, chunk)
+            start += len(chunk)
         return totals
+
+    def totals_many(self, masses: Masses, points: FloatArray) -> FloatArray:
+        """Mass totals of complete points against the current reference window (no learning).
+
+        Exact for every point as long as no window ends in between, which callers ensure by
+        scoring at most ``window_size - counter`` points before they learn.
+        """
+        if masses.first_window:
+            return np.full(len(points), float(self.max_total))
+        if len(points) < _VECTOR_MIN_POINTS:
+            return np.array([self.total_one(masses, row) for row in points.tolist()])
+        return self._totals(masses, self._paths(points))
+
+    def learn_many(self, masses: Masses, points: FloatArray) -> None:
+        """Learn complete points in order, ending windows where they fill."""
+        start = 0
+        while start < len(points):
+            chunk = points[start : start + self.window_size - masses.counter]
+            if len(chunk) < _VECTOR_MIN_POINTS:
+                for row in chunk.tolist():
+                    self.learn_one(masses, row)
+            else:
+                self._learn_paths(masses, self._paths(chunk))
+                self._count_learned(masses, len(chunk))
+            start += len(chunk)
 
     def _paths(self, points: FloatArray) -> npt.NDArray[np.intp]:
         """Node index at each depth for each tree and point: shape (n_trees, height + 1, n)."""
@@ -322,11 +320,11 @@ class Forest:
         result: FloatArray = (mass * weights * reached).sum(axis=(0, 1)).astype(np.float64)
         return result
 
-    def _learn_paths(self, masses: Masses, paths: npt.NDArray[np.intp], learn: BoolArray) -> None:
+    def _learn_paths(self, masses: Masses, paths: npt.NDArray[np.intp]) -> None:
         s = self.structure
         live, _ = masses.views()
         offsets = (np.arange(s.n_trees) * s.n_nodes)[:, None, None]
-        visited = (paths[:, :, learn] + offsets).ravel()
+        visited = (paths + offsets).ravel()
         live += np.bincount(visited, minlength=live.size).astype(np.int32)
 
     def typical_total(self, masses: Masses) -> float:

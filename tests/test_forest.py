@@ -88,17 +88,17 @@ def test_structure_is_shared_between_models_of_one_configuration() -> None:
     assert tree_structure(10, 8, 43, FEATURES) is not a
 
 
-def test_learn_filter_skips_points_and_keeps_the_window_open() -> None:
+def test_window_ends_exactly_where_it_fills_across_calls() -> None:
     structure = tree_structure(4, 3, 1, ("a",))
     forest = Forest(structure, window_size=10)
     masses = forest.new_masses()
     points = np.linspace(0, 1, 15)[:, None]
-    forest.score_learn_many(masses, points, learn_filter=lambda totals: np.zeros(len(totals), bool))
-    assert masses.counter == 0 and masses.first_window
-    forest.score_learn_many(masses, points[:9])
-    assert masses.counter == 9 and masses.first_window
-    forest.score_learn_many(masses, points[:12])
-    assert masses.counter == 1 and not masses.first_window  # 21 points: two windows and one
+    forest.learn_many(masses, points[:9])
+    assert (masses.counter, masses.first_window, masses.windows) == (9, True, 0)
+    forest.learn_many(masses, points[:12])  # 21 points: two windows and one
+    assert (masses.counter, masses.first_window, masses.windows) == (1, False, 2)
+    live, reference = masses.views()
+    assert reference[0] == 10 and live[0] == 1
 
 
 def test_memory_per_series_stays_small() -> None:

@@ -1,0 +1,384 @@
+"""Configuration: typed dataclasses, YAML loading, ``${ENV}`` interpolation, validation.
+
+Every option has a default, so an empty file (or none) is a working configuration. Validation
+happens once, at start, and a bad value raises :class:`~hst_processor.errors.ConfigError`
+naming the dotted key and the problem::
+
+    model.height: must be an integer from 1 to 20, got "x"
+
+String values may reference the environment as ``${NAME}`` or ``${NAME:-default}``. A value
+that is a single reference is read as YAML after substitution, so ``height: ${HST_HEIGHT}``
+with ``HST_HEIGHT=10`` gives the integer 10.
+
+>>> config = parse_config({"model": {"height": 6}, "features": ["load"]})
+>>> config.model.height, config.model.n_trees, config.features
+(6, 10, ('load',))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hst_processor.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DetectionConfig",
+    "LogConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "ScalingConfig",
+    "load_config",
+    "parse_config",
+]
+
+ENGINES = ("hst", "river")
+SCALING_MODES = ("fixed", "learned")
+LOG_LEVELS = ("error", "warn", "info", "debug")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The Half-Space Trees model every series gets."""
+
+    engine: str = "hst"
+    """``hst``: the built-in engine; ``river``: river's HalfSpaceTrees (needs river)."""
+    n_trees: int = 10
+    height: int = 8
+    window_size: int = 250
+    """Metrics per window; the first window of each series is its warm-up."""
+    seed: int = 42
+    """Same seed, same trees: scores are reproducible, and all series share one structure."""
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """How each feature's raw values map into the model's unit box."""
+
+    mode: str = "learned"
+    """``fixed``: the ``limits`` below; ``learned``: the range seen during warm-up, frozen."""
+    margin: float = 0.1
+    """``learned``: widen the warm-up range by this fraction of it on each side."""
+    limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """``{field: [low, high]}``; required for every feature in ``fixed`` mode, and in
+    ``learned`` mode a fixed range for the fields listed."""
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    threshold: float = 0.6
+    """A metric whose ``anomaly_score`` is at or above this is tagged ``anomaly=true``."""
+    learn_anomalies: bool = False
+    """``false``: a metric tagged anomalous is not learned, so a lasting fault is not
+    absorbed into the model (river's QuantileFilter idea)."""
+    relearn_after: int = 900
+    """After this many anomalous metrics in a row the series accepts the new level as normal
+    and learns again (a genuine new operating point). 0: never."""
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    score_field: str = "anomaly_score"
+    raw_score_field: str = ""
+    """Also emit river's raw score under this field name (empty: off)."""
+    tag: str = "anomaly"
+    warmup_value: str = "warmup"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    repeat_interval: float = 60.0
+    """Seconds during which a repeated warning of one kind is counted, not printed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    measurements: tuple[str, ...] = ()
+    """Measurements to score; others pass through untouched. Empty: all."""
+    group_by: tuple[str, ...] | None = None
+    """Tags that identify a series, with the measurement. Unset: all tags."""
+    features: tuple[str, ...] = ()
+    """Fields used as features. Empty: the numeric fields of each series' first metric."""
+    max_series: int = 10_000
+    """Live series bound; the least recently seen is evicted, with a warning."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read and validate a YAML config file; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    if document is None:
+        document = {}
+    return parse_config(document)
+
+
+def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML document into a :class:`Config`."""
+    if not isinstance(document, dict):
+        raise ConfigError("", f"the config must be a mapping of options, got {_kind(document)}")
+    document = _interpolate(document, os.environ if environ is None else environ, "")
+    _reject_unknown(document, Config, "")
+    model = _model(document.get("model", {}))
+    features = _names(document, "features", default=())
+    config = Config(
+        measurements=_names(document, "measurements", default=()),
+        group_by=_names(document, "group_by", default=None),
+        features=features,
+        max_series=_integer(document, "max_series", 10_000, 1, 10_000_000),
+        model=model,
+        scaling=_scaling(document.get("scaling", {}), features),
+        detection=_detection(document.get("detection", {})),
+        output=_output(document.get("output", {})),
+        log=_log(document.get("log", {})),
+    )
+    return config
+
+
+def _model(section: Any) -> ModelConfig:
+    _require_mapping(section, "model")
+    _reject_unknown(section, ModelConfig, "model")
+    return ModelConfig(
+        engine=_choice(section, "engine", "hst", ENGINES, "model"),
+        n_trees=_integer(section, "n_trees", 10, 1, 1000, "model"),
+        height=_integer(section, "height", 8, 1, 20, "model"),
+        window_size=_integer(section, "window_size", 250, 2, 1_000_000, "model"),
+        seed=_integer(section, "seed", 42, 0, 2**63 - 1, "model"),
+    )
+
+
+def _scaling(section: Any, features: tuple[str, ...]) -> ScalingConfig:
+    _require_mapping(section, "scaling")
+    _reject_unknown(section, ScalingConfig, "scaling")
+    mode = _choice(section, "mode", "learned", SCALING_MODES, "scaling")
+    margin = _number(section, "margin", 0.1, 0.0, 10.0, "scaling")
+    raw_limits = section.get("limits", {})
+    if raw_limits is None:
+        raw_limits = {}
+    _require_mapping(raw_limits, "scaling.limits")
+    limits: dict[str, tuple[float, float]] = {}
+    for name, pair in raw_limits.items():
+        key = f"scaling.limits.{name}"
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(_is_number(v) and math.isfinite(v) for v in pair)
+        ):
+            raise ConfigError(key, f"must be a list [low, high] of two numbers, got {_show(pair)}")
+        low, high = float(pair[0]), float(pair[1])
+        if not low < high:
+            raise ConfigError(key, f"low must be below high, got [{pair[0]}, {pair[1]}]")
+        limits[str(name)] = (low, high)
+    if mode == "fixed":
+        if not features:
+            raise ConfigError("scaling.mode", "fixed limits need an explicit features list")
+        missing = [name for name in features if name not in limits]
+        if missing:
+            raise ConfigError("scaling.limits", f"fixed mode needs limits for {missing}")
+    return ScalingConfig(mode=mode, margin=margin, limits=limits)
+
+
+def _detection(section: Any) -> DetectionConfig:
+    _require_mapping(section, "detection")
+    _reject_unknown(section, DetectionConfig, "detection")
+    return DetectionConfig(
+        threshold=_number(section, "threshold", 0.6, 0.0, 1.0, "detection"),
+        learn_anomalies=_boolean(section, "learn_anomalies", False, "detection"),
+        relearn_after=_integer(section, "relearn_after", 900, 0, 10**9, "detection"),
+    )
+
+
+def _output(section: Any) -> OutputConfig:
+    _require_mapping(section, "output")
+    _reject_unknown(section, OutputConfig, "output")
+    output = OutputConfig(
+        score_field=_identifier(section, "score_field", "anomaly_score", "output"),
+        raw_score_field=_identifier(section, "raw_score_field", "", "output", allow_empty=True),
+        tag=_identifier(section, "tag", "anomaly", "output"),
+        warmup_value=_identifier(section, "warmup_value", "warmup", "output"),
+    )
+    if output.raw_score_field == output.score_field:
+        raise ConfigError("output.raw_score_field", "must differ from output.score_field")
+    return output
+
+
+def _log(section: Any) -> LogConfig:
+    _require_mapping(section, "log")
+    _reject_unknown(section, LogConfig, "log")
+    return LogConfig(
+        level=_choice(section, "level", "info", LOG_LEVELS, "log"),
+        repeat_interval=_number(section, "repeat_interval", 60.0, 0.0, 86_400.0, "log"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks. Each names the key and says what was expected and what was found.
+
+
+def _path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), _show(value))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _require_mapping(value: Any, key: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a mapping of options, got {_kind(value)}")
+
+
+def _reject_unknown(section: Mapping[str, Any], schema: type, prefix: str) -> None:
+    assert is_dataclass(schema)
+    known = [f.name for f in fields(schema)]
+    for name in section:
+        if name not in known:
+            raise ConfigError(
+                _path(prefix, str(name)), f"unknown option (known: {', '.join(known)})"
+            )
+
+
+def _integer(
+    section: Mapping[str, Any], name: str, default: int, low: int, high: int, prefix: str = ""
+) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            _path(prefix, name), f"must be an integer from {low} to {high}, got {_show(value)}"
+        )
+    return value
+
+
+def _number(
+    section: Mapping[str, Any],
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    prefix: str = "",
+) -> float:
+    value = section.get(name, default)
+    if not _is_number(value) or not low <= value <= high:
+        raise ConfigError(
+            _path(prefix, name), f"must be a number from {low:g} to {high:g}, got {_show(value)}"
+        )
+    return float(value)
+
+
+def _boolean(section: Mapping[str, Any], name: str, default: bool, prefix: str) -> bool:
+    value = section.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(_path(prefix, name), f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _choice(
+    section: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...], prefix: str
+) -> str:
+    value = section.get(name, default)
+    if value not in choices:
+        raise ConfigError(
+            _path(prefix, name), f"must be one of {', '.join(choices)}, got {_show(value)}"
+        )
+    return str(value)
+
+
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\\\"]")
+
+
+def _identifier(
+    section: Mapping[str, Any], name: str, default: str, prefix: str, allow_empty: bool = False
+) -> str:
+    value = section.get(name, default)
+    if value is None and allow_empty:
+        return ""
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise ConfigError(_path(prefix, name), f"must be a non-empty string, got {_show(value)}")
+    if _UNSAFE_NAME.search(value):
+        raise ConfigError(
+            _path(prefix, name), "must not contain control characters, quotes or backslashes"
+        )
+    return value
+
+
+def _names(section: Mapping[str, Any], name: str, default: Any) -> Any:
+    if name not in section or section[name] is None:
+        return default
+    value = section[name]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(name, f"must be a list of non-empty names, got {_show(value)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(name, "lists a name twice")
+    return tuple(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# ${ENV} interpolation
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, environ: Mapping[str, str], key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, environ, _path(key, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, environ, f"{key}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(key, f"environment variable {name} is not set")
+
+    result = _REFERENCE.sub(substitute, value)
+    if _REFERENCE.fullmatch(value):
+        # A whole-value reference takes the type its text has in YAML (a number, a boolean).
+        try:
+            return yaml.safe_load(result) if result else result
+        except yaml.YAMLError:
+            return result
+    return result
