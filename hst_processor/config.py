@@ -65,8 +65,10 @@ class ScalingConfig:
 
     mode: str = "learned"
     """``fixed``: the ``limits`` below; ``learned``: the range seen during warm-up, frozen."""
-    margin: float = 0.1
-    """``learned``: widen the warm-up range by this fraction of it on each side."""
+    margin: float = 1.0
+    """``learned``: widen the warm-up range by this fraction of it on each side. HST cannot
+    tell a value far beyond the box from one at its edge, so the box needs empty room around
+    normal data: at 1.0 the warm-up range fills the middle third of it."""
     limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     """``{field: [low, high]}``; required for every feature in ``fixed`` mode, and in
     ``learned`` mode a fixed range for the fields listed."""
@@ -74,14 +76,15 @@ class ScalingConfig:
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    threshold: float = 0.6
+    threshold: float = 0.5
     """A metric whose ``anomaly_score`` is at or above this is tagged ``anomaly=true``."""
     learn_anomalies: bool = False
     """``false``: a metric tagged anomalous is not learned, so a lasting fault is not
     absorbed into the model (river's QuantileFilter idea)."""
-    relearn_after: int = 900
-    """After this many anomalous metrics in a row the series accepts the new level as normal
-    and learns again (a genuine new operating point). 0: never."""
+    relearn_after: int = 3600
+    """After this many anomalous metrics in a row (an hour at one per second) the series
+    accepts the new level as normal and learns again: the way out when the change is a
+    genuine new operating point. 0: never."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         measurements=_names(document, "measurements", default=()),
         group_by=_names(document, "group_by", default=None),
         features=features,
-        max_series=_integer(document, "max_series", 10_000, 1, 10_000_000),
+        max_series=_integer(document, "max_series", Config.max_series, 1, 10_000_000),
         model=model,
         scaling=_scaling(document.get("scaling", {}), features),
         detection=_detection(document.get("detection", {})),
@@ -166,19 +169,21 @@ def _model(section: Any) -> ModelConfig:
     _require_mapping(section, "model")
     _reject_unknown(section, ModelConfig, "model")
     return ModelConfig(
-        engine=_choice(section, "engine", "hst", ENGINES, "model"),
-        n_trees=_integer(section, "n_trees", 10, 1, 1000, "model"),
-        height=_integer(section, "height", 8, 1, 20, "model"),
-        window_size=_integer(section, "window_size", 250, 2, 1_000_000, "model"),
-        seed=_integer(section, "seed", 42, 0, 2**63 - 1, "model"),
+        engine=_choice(section, "engine", ModelConfig.engine, ENGINES, "model"),
+        n_trees=_integer(section, "n_trees", ModelConfig.n_trees, 1, 1000, "model"),
+        height=_integer(section, "height", ModelConfig.height, 1, 20, "model"),
+        window_size=_integer(
+            section, "window_size", ModelConfig.window_size, 2, 1_000_000, "model"
+        ),
+        seed=_integer(section, "seed", ModelConfig.seed, 0, 2**63 - 1, "model"),
     )
 
 
 def _scaling(section: Any, features: tuple[str, ...]) -> ScalingConfig:
     _require_mapping(section, "scaling")
     _reject_unknown(section, ScalingConfig, "scaling")
-    mode = _choice(section, "mode", "learned", SCALING_MODES, "scaling")
-    margin = _number(section, "margin", 0.1, 0.0, 10.0, "scaling")
+    mode = _choice(section, "mode", ScalingConfig.mode, SCALING_MODES, "scaling")
+    margin = _number(section, "margin", ScalingConfig.margin, 0.0, 100.0, "scaling")
     raw_limits = section.get("limits", {})
     if raw_limits is None:
         raw_limits = {}
@@ -209,9 +214,13 @@ def _detection(section: Any) -> DetectionConfig:
     _require_mapping(section, "detection")
     _reject_unknown(section, DetectionConfig, "detection")
     return DetectionConfig(
-        threshold=_number(section, "threshold", 0.6, 0.0, 1.0, "detection"),
-        learn_anomalies=_boolean(section, "learn_anomalies", False, "detection"),
-        relearn_after=_integer(section, "relearn_after", 900, 0, 10**9, "detection"),
+        threshold=_number(section, "threshold", DetectionConfig.threshold, 0.0, 1.0, "detection"),
+        learn_anomalies=_boolean(
+            section, "learn_anomalies", DetectionConfig.learn_anomalies, "detection"
+        ),
+        relearn_after=_integer(
+            section, "relearn_after", DetectionConfig.relearn_after, 0, 10**9, "detection"
+        ),
     )
 
 
@@ -219,10 +228,12 @@ def _output(section: Any) -> OutputConfig:
     _require_mapping(section, "output")
     _reject_unknown(section, OutputConfig, "output")
     output = OutputConfig(
-        score_field=_identifier(section, "score_field", "anomaly_score", "output"),
-        raw_score_field=_identifier(section, "raw_score_field", "", "output", allow_empty=True),
-        tag=_identifier(section, "tag", "anomaly", "output"),
-        warmup_value=_identifier(section, "warmup_value", "warmup", "output"),
+        score_field=_identifier(section, "score_field", OutputConfig.score_field, "output"),
+        raw_score_field=_identifier(
+            section, "raw_score_field", OutputConfig.raw_score_field, "output", allow_empty=True
+        ),
+        tag=_identifier(section, "tag", OutputConfig.tag, "output"),
+        warmup_value=_identifier(section, "warmup_value", OutputConfig.warmup_value, "output"),
     )
     if output.raw_score_field == output.score_field:
         raise ConfigError("output.raw_score_field", "must differ from output.score_field")
@@ -233,8 +244,10 @@ def _log(section: Any) -> LogConfig:
     _require_mapping(section, "log")
     _reject_unknown(section, LogConfig, "log")
     return LogConfig(
-        level=_choice(section, "level", "info", LOG_LEVELS, "log"),
-        repeat_interval=_number(section, "repeat_interval", 60.0, 0.0, 86_400.0, "log"),
+        level=_choice(section, "level", LogConfig.level, LOG_LEVELS, "log"),
+        repeat_interval=_number(
+            section, "repeat_interval", LogConfig.repeat_interval, 0.0, 86_400.0, "log"
+        ),
     )
 
 
@@ -253,7 +266,11 @@ def _show(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), _show(value))
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return _show(value)
 
 
 def _is_number(value: Any) -> bool:

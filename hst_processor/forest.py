@@ -65,11 +65,11 @@ class TreeStructure:
 
     @property
     def n_nodes(self) -> int:
-        return 2 ** (self.height + 1) - 1
+        return (1 << (self.height + 1)) - 1
 
     @property
     def n_branches(self) -> int:
-        return 2**self.height - 1
+        return (1 << self.height) - 1
 
     @functools.cached_property
     def flat_feature(self) -> list[int]:

@@ -1,0 +1,104 @@
+"""The ``hst-processor`` command: a thin layer over the library.
+
+::
+
+    hst-processor [--config FILE]          score stdin to stdout (what Telegraf runs)
+    hst-processor check-config FILE        validate a config file and exit
+
+The config file comes from ``--config`` or the ``HST_PROCESSOR_CONFIG`` environment variable;
+with neither, the defaults apply. A bad config stops the command at start with the key and the
+reason on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from hst_processor import __version__
+from hst_processor.config import Config, load_config
+from hst_processor.errors import ConfigError
+from hst_processor.log import Log
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+CONFIG_ENV = "HST_PROCESSOR_CONFIG"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hst-processor",
+        description="Score line-protocol metrics with per-series Half-Space Trees "
+        "(a Telegraf processors.execd plugin).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="FILE", help=f"YAML config (or ${CONFIG_ENV})")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", metavar="FILE")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    stderr: TextIO | None = None,
+) -> int:
+    """Entry point; returns the exit code (the console script passes it to ``sys.exit``)."""
+    args = _parser().parse_args(argv)
+    log = Log(stderr or sys.stderr)
+    if args.command == "check-config":
+        return _check_config(args.file, log)
+    config_path = args.config or os.environ.get(CONFIG_ENV) or None
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        log.error(f"config error: {error}")
+        return EXIT_CONFIG
+    log.set_level(config.log.level, config.log.repeat_interval)
+    return _run(config, log, stdin_fd, stdout_fd)
+
+
+def _check_config(path: str, log: Log) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        log.error(f"config error: {error}")
+        return EXIT_CONFIG
+    log.info(f"{path}: OK ({_describe(config)})")
+    return EXIT_OK
+
+
+def _run(config: Config, log: Log, stdin_fd: int, stdout_fd: int) -> int:
+    from hst_processor.processor import Processor, serve
+
+    try:
+        processor = Processor(config, log)
+    except ImportError as error:  # engine: river without river installed
+        log.error(f"config error: model.engine: {config.model.engine} is not available ({error})")
+        return EXIT_CONFIG
+    log.info(f"hst-processor {__version__} started: {_describe(config)}")
+    return serve(processor, log, stdin_fd=stdin_fd, stdout_fd=stdout_fd)
+
+
+def _describe(config: Config) -> str:
+    model = config.model
+    measurements = ", ".join(config.measurements) or "all measurements"
+    group_by = ", ".join(config.group_by) if config.group_by is not None else "all tags"
+    features = ", ".join(config.features) or "numeric fields of the first metric"
+    return (
+        f"scoring {measurements} by {group_by}; features {features}; engine {model.engine} "
+        f"({model.n_trees} trees, height {model.height}, window {model.window_size}); "
+        f"{config.scaling.mode} scaling; threshold {config.detection.threshold:g}"
+    )
+
+
+def console() -> None:
+    sys.exit(main())

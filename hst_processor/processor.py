@@ -1,0 +1,271 @@
+"""The streaming loop: read what stdin has, process it as one batch, write, flush.
+
+:class:`Processor` is the pure core, text in and text out: it cuts the text into metrics,
+parses them, asks the :class:`~hst_processor.detector.Detector` for verdicts and inserts the
+tag and fields. :func:`serve` is the I/O around it, the only place that touches stdin, stdout
+and signals.
+
+The contract with Telegraf (see ``DESIGN.md``):
+
+* one metric in, one metric out, in order; anything we cannot parse passes through unchanged,
+  with a counted, rate-limited warning;
+* the original text is never re-formatted, only inserted into;
+* whatever is available on stdin is answered at once: a lone line is never held back waiting
+  for more input;
+* EOF, SIGTERM or SIGINT: finish the batch in hand, flush, exit 0. A closed stdout ends the
+  process quietly.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import os
+import select
+import signal
+import types
+from dataclasses import dataclass
+
+from hst_processor.config import Config
+from hst_processor.detector import Detector, Verdict
+from hst_processor.errors import LineProtocolError
+from hst_processor.lineproto import (
+    Metric,
+    enrich,
+    format_float,
+    is_blank,
+    is_comment,
+    parse_metric,
+    split_metrics,
+)
+from hst_processor.log import Log
+
+__all__ = ["Processor", "Stats", "serve"]
+
+# How long an open quoted string may wait at the end of the input for the rest of its metric
+# before we treat its first line as a metric of its own (Telegraf writes a metric in one write,
+# so a real continuation arrives at once).
+STALL_SECONDS = 0.2
+READ_SIZE = 1 << 20
+# A preview of a bad metric in a warning; the whole of a 1 MB line helps nobody.
+_PREVIEW = 120
+
+
+@dataclass
+class Stats:
+    metrics_in: int = 0
+    metrics_out: int = 0
+    unparseable: int = 0
+    blank: int = 0
+    comments: int = 0
+    not_utf8: int = 0
+
+
+class Processor:
+    """Text in, enriched text out, metric by metric, keeping an incomplete tail for later."""
+
+    def __init__(self, config: Config, log: Log, detector: Detector | None = None) -> None:
+        self.config = config
+        self.log = log
+        self.detector = detector or Detector(config, log)
+        self.stats = Stats()
+        self._pending = ""
+
+    @property
+    def stalled(self) -> bool:
+        """True when the held-back tail spans a newline: an open quoted string."""
+        return "\n" in self._pending
+
+    def feed(self, text: str) -> str:
+        """Process the complete metrics in ``pending + text``; keep the incomplete rest."""
+        chunks, self._pending = split_metrics(self._pending + text)
+        return self._process(chunks)
+
+    def release_stalled(self) -> str:
+        """The input stopped inside an open quoted string: let its first line go as a metric
+        of its own and re-read the rest."""
+        first, _, rest = self._pending.partition("\n")
+        self._pending = ""
+        return self._process([first + "\n"]) + self.feed(rest)
+
+    def finish(self) -> str:
+        """End of input: the incomplete tail goes out as it is, as one last metric."""
+        tail, self._pending = self._pending, ""
+        return self._process([tail]) if tail else ""
+
+    def _process(self, chunks: list[str]) -> str:
+        bodies: list[str] = []
+        metrics: list[Metric | None] = []
+        for chunk in chunks:
+            body = _strip_terminator(chunk)
+            bodies.append(body)
+            metrics.append(self._parse(body))
+        verdicts = self.detector.process(metrics)
+        out: list[str] = []
+        for chunk, body, metric, verdict in zip(chunks, bodies, metrics, verdicts, strict=True):
+            if metric is None or verdict is None:
+                out.append(chunk)
+            else:
+                out.append(self._enrich(metric, verdict) + chunk[len(body) :])
+        self.stats.metrics_in += len(chunks)
+        self.stats.metrics_out += len(out)
+        return "".join(out)
+
+    def _parse(self, body: str) -> Metric | None:
+        if is_blank(body):
+            self.stats.blank += 1
+            self.log.warn_repeated("blank", "empty line passed through unchanged")
+            return None
+        if is_comment(body):
+            self.stats.comments += 1
+            return None
+        if not body.isascii() and _has_undecodable_bytes(body):
+            self.stats.not_utf8 += 1
+            self.log.warn_repeated(
+                "not-utf8", f"metric is not valid UTF-8, passed through unchanged: {_preview(body)}"
+            )
+            return None
+        try:
+            return parse_metric(body)
+        except LineProtocolError as error:
+            self.stats.unparseable += 1
+            self.log.warn_repeated(
+                "unparseable",
+                f"unparseable metric passed through unchanged ({error}): {_preview(body)}",
+            )
+            return None
+
+    def _enrich(self, metric: Metric, verdict: Verdict) -> str:
+        output = self.config.output
+        fields: list[tuple[str, str]] = []
+        if verdict.score is not None:
+            fields.append((output.score_field, format_float(verdict.score)))
+            if output.raw_score_field and verdict.raw_score is not None:
+                fields.append((output.raw_score_field, format_float(verdict.raw_score)))
+        return enrich(metric, tags=[(output.tag, verdict.tag_value)], fields=fields)
+
+    def summary(self) -> str:
+        stats, counters = self.stats, self.detector.counters
+        return (
+            f"hst-processor: {stats.metrics_in} metrics in, {stats.metrics_out} out, "
+            f"{counters.scored} scored, {counters.anomalous} anomalous, "
+            f"{counters.warmup} in warm-up, {stats.unparseable} unparseable, "
+            f"{stats.not_utf8} not UTF-8, {stats.blank} blank, "
+            f"{counters.not_scored} missing features, {counters.non_numeric} non-numeric, "
+            f"{counters.already_scored} already scored, {len(self.detector.series)} series, "
+            f"{counters.evicted} evicted"
+        )
+
+
+def _strip_terminator(chunk: str) -> str:
+    if chunk.endswith("\r\n"):
+        return chunk[:-2]
+    if chunk.endswith("\n"):
+        return chunk[:-1]
+    return chunk
+
+
+def _has_undecodable_bytes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True  # a lone surrogate: surrogateescape kept a byte that was not UTF-8
+    return False
+
+
+def _preview(body: str) -> str:
+    shown = body.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    return repr(shown[:_PREVIEW] + ("..." if len(shown) > _PREVIEW else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# I/O
+
+
+class _Output:
+    """Writes everything it is given to a file descriptor, or notes that the reader left."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.closed = False
+
+    def write(self, text: str) -> None:
+        if not text or self.closed:
+            return
+        data = memoryview(text.encode("utf-8", "surrogateescape"))
+        try:
+            while data:
+                written = os.write(self.fd, data)
+                data = data[written:]
+        except BrokenPipeError:
+            self.closed = True
+        except OSError as error:
+            if error.errno != errno.EPIPE:
+                raise
+            self.closed = True
+
+
+def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
+    """Run the processor over stdin until EOF or a stop signal; return the exit code."""
+    output = _Output(stdout_fd)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    stop = _StopSignals()
+    try:
+        while not stop.requested and not output.closed:
+            timeout = STALL_SECONDS if processor.stalled else None
+            ready, _, _ = select.select([stdin_fd, stop.wakeup_fd], [], [], timeout)
+            stop.drain()
+            if stop.requested:
+                break
+            if not ready:
+                output.write(processor.release_stalled())
+                continue
+            data = os.read(stdin_fd, READ_SIZE)
+            if not data:
+                break
+            output.write(processor.feed(decoder.decode(data)))
+        output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
+    finally:
+        stop.restore()
+    if output.closed:
+        log.debug("stdout closed by the reader; exiting")
+    if stop.requested:
+        log.info(f"received {stop.requested}, stopping")
+    log.info(processor.summary())
+    return 0
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT set a flag and wake ``select`` through a self-pipe."""
+
+    def __init__(self) -> None:
+        self.requested = ""
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._previous_wakeup = signal.set_wakeup_fd(self._write_fd)
+        self._previous = {
+            signum: signal.signal(signum, self._handle)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    @property
+    def wakeup_fd(self) -> int:
+        return self._read_fd
+
+    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._read_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def restore(self) -> None:
+        signal.set_wakeup_fd(self._previous_wakeup)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        os.close(self._read_fd)
+        os.close(self._write_fd)

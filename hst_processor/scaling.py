@@ -1,0 +1,54 @@
+"""Mapping raw field values into the forest's unit box.
+
+HST draws its splits inside each feature's limits, so features must share a scale. Each series
+maps its raw values with its own ``(low, high)`` per feature: fixed limits from the config, or
+the range its warm-up window covered, widened by a margin and then frozen (a learned range that
+kept moving would move the trees' splits under the masses they hold).
+
+>>> low, high = learned_limits(np.array([[10.0, 5.0], [20.0, 5.0]]), margin=0.1)
+>>> low.tolist(), high.tolist()
+([9.0, 4.75], [21.0, 5.25])
+>>> scale(np.array([[15.0, 5.0]]), low, high).tolist()
+[[0.5, 0.5]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["fixed_limits", "learned_limits", "scale"]
+
+FloatArray = npt.NDArray[np.float64]
+
+# A feature that did not move during warm-up still needs a range: this fraction of its level
+# (or an absolute floor at level 0) on either side.
+_FLAT_RANGE_FRACTION = 0.05
+_FLAT_RANGE_FLOOR = 1e-6
+
+
+def fixed_limits(
+    features: Sequence[str], limits: Mapping[str, tuple[float, float]]
+) -> tuple[FloatArray, FloatArray]:
+    low = np.array([limits[name][0] for name in features], dtype=np.float64)
+    high = np.array([limits[name][1] for name in features], dtype=np.float64)
+    return low, high
+
+
+def learned_limits(warmup: FloatArray, margin: float) -> tuple[FloatArray, FloatArray]:
+    """Limits covering the warm-up rows, widened by ``margin`` of their range on each side."""
+    seen_low = np.nanmin(warmup, axis=0)
+    seen_high = np.nanmax(warmup, axis=0)
+    middle = (seen_low + seen_high) / 2
+    flat = np.maximum(np.abs(middle) * _FLAT_RANGE_FRACTION, _FLAT_RANGE_FLOOR)
+    half_width = np.maximum((seen_high - seen_low) * (0.5 + margin), flat)
+    return middle - half_width, middle + half_width
+
+
+def scale(rows: FloatArray, low: FloatArray, high: FloatArray) -> FloatArray:
+    """Map rows into the unit box; values beyond the limits land beyond [0, 1], which the
+    trees treat as the outermost cells."""
+    result: FloatArray = (rows - low) / (high - low)
+    return result
