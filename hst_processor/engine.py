@@ -97,7 +97,8 @@ class RiverEngine:
         ]
         if masses.first_window:
             return np.full(len(points), float(self.max_total))
-        totals: FloatArray = (1 - np.array(scores, dtype=np.float64)) * self.max_total
+        # Totals are whole numbers; rounding undoes the float error of going through the score.
+        totals: FloatArray = np.round((1 - np.array(scores, dtype=np.float64)) * self.max_total)
         return totals
 
     def learn_many(self, masses: _RiverModel, points: FloatArray) -> None:

@@ -1,0 +1,107 @@
+"""Configuration: defaults, validation messages that name the key, ${ENV} interpolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hst_processor.config import Config, load_config, parse_config
+from hst_processor.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def error_of(document: Any, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, environ or {})
+    return str(caught.value)
+
+
+def test_empty_document_gives_the_documented_defaults() -> None:
+    config = parse_config({})
+    assert config == Config()
+    assert (config.model.n_trees, config.model.height, config.model.window_size) == (10, 8, 250)
+    assert config.detection.threshold == 0.5
+    assert config.group_by is None and config.measurements == () and config.features == ()
+
+
+def test_shipped_demo_config_is_valid() -> None:
+    config = load_config(ROOT / "hst-processor.yaml")
+    assert config.measurements == ("machine_data",)
+    assert config.group_by == ("machineID",)
+    assert set(config.features) == {"load", "vibration", "power", "temperature"}
+    assert config.scaling.mode == "fixed"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"model": {"height": "x"}}, 'model.height: must be an integer from 1 to 20, got "x"'),
+        ({"model": {"height": 0}}, "model.height: must be an integer from 1 to 20, got 0"),
+        ({"model": {"n_trees": True}}, "model.n_trees: must be an integer from 1 to 1000"),
+        ({"model": {"engine": "torch"}}, 'model.engine: must be one of hst, river, got "torch"'),
+        ({"model": {"heigth": 3}}, "model.heigth: unknown option"),
+        ({"detection": {"threshold": 1.5}}, "detection.threshold: must be a number from 0 to 1"),
+        ({"scaling": {"mode": "fixed"}}, "scaling.mode: fixed limits need an explicit features"),
+        (
+            {"features": ["a", "b"], "scaling": {"mode": "fixed", "limits": {"a": [0, 1]}}},
+            "scaling.limits: fixed mode needs limits for ['b']",
+        ),
+        ({"scaling": {"limits": {"a": [5, 1]}}}, "scaling.limits.a: low must be below high"),
+        ({"scaling": {"limits": {"a": "0..1"}}}, "scaling.limits.a: must be a list [low, high]"),
+        ({"features": "load,power,"}, None),
+        ({"features": [1, 2]}, "features: must be a list of non-empty names"),
+        ({"group_by": ["a", "a"]}, "group_by: lists a name twice"),
+        ({"output": {"tag": ""}}, "output.tag: must be a non-empty string"),
+        ({"output": {"tag": 'a"b'}}, "output.tag: must not contain control characters"),
+        ({"output": {"raw_score_field": "anomaly_score"}}, "output.raw_score_field: must differ"),
+        ({"log": {"level": "loud"}}, "log.level: must be one of error, warn, info, debug"),
+        ({"max_series": -1}, "max_series: must be an integer from 1"),
+        ({"modle": {}}, "modle: unknown option"),
+        ({"model": []}, "model: must be a mapping of options, got a list"),
+        ([1, 2], "the config must be a mapping of options, got a list"),
+    ],
+)
+def test_bad_values_are_named_with_key_and_reason(document: Any, message: str | None) -> None:
+    if message is None:
+        assert parse_config(document).features == ("load,power,",)
+        return
+    assert message in error_of(document)
+
+
+def test_environment_interpolation_types_whole_references() -> None:
+    environ = {"HEIGHT": "6", "DB": "plant", "THRESHOLD": "0.7"}
+    config = parse_config(
+        {
+            "model": {"height": "${HEIGHT}", "n_trees": "${TREES:-12}"},
+            "detection": {"threshold": "${THRESHOLD}"},
+            "measurements": ["${DB}_metrics"],
+        },
+        environ,
+    )
+    assert config.model.height == 6
+    assert config.model.n_trees == 12
+    assert config.detection.threshold == 0.7
+    assert config.measurements == ("plant_metrics",)
+
+
+def test_missing_environment_variable_names_key_and_variable() -> None:
+    message = error_of({"model": {"seed": "${HST_SEED}"}})
+    assert message == "model.seed: environment variable HST_SEED is not set"
+
+
+def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: {height: 3\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML \(line 2"):
+        load_config(broken)
+
+
+def test_empty_file_is_the_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing set\n")
+    assert load_config(empty) == Config()

@@ -1,0 +1,189 @@
+"""The detector's decisions: warm-up, scores, routing, missing features, lasting faults."""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import pytest
+
+from hst_processor.config import parse_config
+from hst_processor.detector import Detector, Verdict
+from hst_processor.lineproto import Metric, parse_metric
+from hst_processor.log import Log
+
+FEATURES = ["load", "power"]
+
+
+def make_detector(**overrides: Any) -> tuple[Detector, io.StringIO]:
+    document: dict[str, Any] = {
+        "measurements": ["m"],
+        "group_by": ["id"],
+        "features": FEATURES,
+        "model": {"window_size": 50, "n_trees": 10, "height": 6},
+        "scaling": {"mode": "fixed", "limits": {"load": [0, 250], "power": [0, 600]}},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(document.get(key), dict):
+            document[key] = {**document[key], **value}
+        else:
+            document[key] = value
+    stderr = io.StringIO()
+    return Detector(parse_config(document), Log(stderr)), stderr
+
+
+def normal_metric(rng: random.Random, machine: str = "a") -> Metric:
+    load, power = rng.uniform(60, 90), rng.uniform(200, 220)
+    return parse_metric(f"m,id={machine} load={load:.2f},power={power:.2f} 1")
+
+
+def fault_metric(machine: str = "a") -> Metric:
+    return parse_metric(f"m,id={machine} load=200,power=480 1")
+
+
+def run(detector: Detector, metrics: list[Metric | None]) -> list[Verdict | None]:
+    return detector.process(metrics)
+
+
+def test_first_window_is_tagged_warmup_without_a_score() -> None:
+    detector, _ = make_detector()
+    rng = random.Random(1)
+    verdicts = run(detector, [normal_metric(rng) for _ in range(60)])
+    assert all(v == Verdict("warmup") for v in verdicts[:50])
+    after = verdicts[50:]
+    assert all(v is not None and v.score is not None and 0 <= v.score <= 1 for v in after)
+    assert all(v is not None and v.tag_value in ("true", "false") for v in after)
+
+
+def test_fault_is_flagged_and_normal_is_not() -> None:
+    detector, _ = make_detector()
+    rng = random.Random(2)
+    warm = run(detector, [normal_metric(rng) for _ in range(300)])
+    assert sum(v is not None and v.tag_value == "true" for v in warm) <= 3
+    verdict = run(detector, [fault_metric()])[0]
+    assert verdict is not None and verdict.tag_value == "true" and verdict.score is not None
+    assert verdict.score >= 0.5
+
+
+def test_lasting_fault_stays_flagged_until_relearn_after() -> None:
+    detector, _ = make_detector(detection={"relearn_after": 400})
+    rng = random.Random(3)
+    run(detector, [normal_metric(rng) for _ in range(200)])
+    verdicts = run(detector, [fault_metric() for _ in range(400)])
+    assert all(v is not None and v.tag_value == "true" for v in verdicts)
+    # Past relearn_after the fault is learned: within two windows it is the new normal.
+    later = run(detector, [fault_metric() for _ in range(150)])
+    assert later[-1] is not None and later[-1].tag_value == "false"
+
+
+def test_learning_anomalies_absorbs_a_lasting_fault() -> None:
+    detector, _ = make_detector(detection={"learn_anomalies": True})
+    rng = random.Random(4)
+    run(detector, [normal_metric(rng) for _ in range(200)])
+    verdicts = run(detector, [fault_metric() for _ in range(150)])
+    assert verdicts[0] is not None and verdicts[0].tag_value == "true"
+    assert verdicts[-1] is not None and verdicts[-1].tag_value == "false"
+
+
+def test_one_model_per_series() -> None:
+    detector, _ = make_detector()
+    rng = random.Random(5)
+    metrics = [normal_metric(rng, machine) for _ in range(60) for machine in ("a", "b")]
+    verdicts = run(detector, metrics)
+    assert len(detector.series) == 2
+    # Each machine has its own 50-metric warm-up: the first 100 metrics (50 each) warm up.
+    assert all(v is not None and v.score is None for v in verdicts[:100])
+    assert all(v is not None and v.score is not None for v in verdicts[100:])
+
+
+def test_batching_does_not_change_verdicts() -> None:
+    rng = random.Random(6)
+    metrics: list[Metric | None] = [
+        normal_metric(rng, rng.choice("abc")) if i % 37 else fault_metric("b") for i in range(900)
+    ]
+    one, _ = make_detector()
+    whole = run(one, metrics)
+    two, _ = make_detector()
+    pieces: list[Verdict | None] = []
+    for start in range(0, len(metrics), 7):
+        pieces.extend(run(two, metrics[start : start + 7]))
+    assert pieces == whole
+
+
+def test_other_measurements_and_unparsed_metrics_pass_through() -> None:
+    detector, _ = make_detector()
+    verdicts = run(detector, [parse_metric("cpu,id=a load=1,power=2 1"), None])
+    assert verdicts == [None, None]
+    assert not detector.series
+
+
+def test_already_scored_metric_passes_through() -> None:
+    detector, _ = make_detector()
+    verdicts = run(detector, [parse_metric("m,id=a load=1,power=2,anomaly_score=0.1 1")])
+    assert verdicts == [None]
+    assert detector.counters.already_scored == 1
+
+
+def test_missing_feature_uses_last_known_value_once_seen() -> None:
+    detector, _ = make_detector(model={"window_size": 2})
+    verdicts = run(
+        detector,
+        [
+            parse_metric("m,id=a load=70 1"),  # power never seen: unscored
+            parse_metric("m,id=a load=70,power=210 2"),
+            parse_metric("m,id=a power=211 3"),  # load filled in from the last metric
+        ],
+    )
+    assert verdicts[0] is None
+    assert verdicts[1] == Verdict("warmup") and verdicts[2] == Verdict("warmup")
+    assert detector.counters.not_scored == 1
+
+
+def test_non_numeric_feature_counts_as_missing_with_a_warning() -> None:
+    detector, stderr = make_detector(model={"window_size": 2})
+    run(detector, [parse_metric("m,id=a load=70,power=210 1")])
+    verdicts = run(detector, [parse_metric('m,id=a load="high",power=210 2')])
+    assert verdicts[0] == Verdict("warmup")
+    assert detector.counters.non_numeric == 1
+    assert "W! field 'load'" in stderr.getvalue()
+
+
+def test_default_features_are_the_numeric_fields_of_the_first_metric() -> None:
+    detector, _ = make_detector(features=[], scaling={"mode": "learned", "limits": {}})
+    run(detector, [parse_metric('m,id=a b=1i,a=2.5,s="x",t=true 1')])
+    (series,) = detector.series.values()
+    assert series.features == ("a", "b")
+
+
+def test_max_series_evicts_the_least_recently_seen() -> None:
+    detector, stderr = make_detector(max_series=2)
+    rng = random.Random(7)
+    run(detector, [normal_metric(rng, m) for m in ("a", "b", "a", "c")])
+    assert [key[1][0][1] for key in detector.series] == ["a", "c"]
+    assert detector.counters.evicted == 1
+    assert "W! max_series=2 reached" in stderr.getvalue()
+
+
+def test_learned_scaling_freezes_limits_after_warmup() -> None:
+    detector, _ = make_detector(scaling={"mode": "learned", "limits": {}})
+    rng = random.Random(8)
+    verdicts = run(detector, [normal_metric(rng) for _ in range(120)])
+    (series,) = detector.series.values()
+    assert series.low is not None and series.high is not None
+    assert series.low[0] < 60 and series.high[0] > 90
+    assert all(v is not None and v.score is None for v in verdicts[:50])
+    assert all(v is not None and v.tag_value == "false" for v in verdicts[100:])
+    fault = run(detector, [fault_metric()])[0]
+    assert fault is not None and fault.tag_value == "true"
+
+
+def test_river_engine_gives_the_same_verdicts() -> None:
+    pytest.importorskip("river")
+    rng = random.Random(9)
+    metrics: list[Metric | None] = [
+        normal_metric(rng, rng.choice("ab")) if i % 53 else fault_metric("a") for i in range(400)
+    ]
+    ours, _ = make_detector()
+    river, _ = make_detector(model={"engine": "river"})
+    assert run(river, metrics) == run(ours, metrics)
