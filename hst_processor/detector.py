@@ -98,6 +98,9 @@ class Detector:
             if metric is None or not self._is_scored(metric):
                 continue
             series = self._series_for(metric)
+            if series is None:
+                self.counters.not_scored += 1
+                continue
             row = self._row(series, metric)
             if row is None:
                 self.counters.not_scored += 1
@@ -115,13 +118,15 @@ class Detector:
     def _is_scored(self, metric: Metric) -> bool:
         if self._scored_measurements and metric.measurement not in self._scored_measurements:
             return False
-        if self.config.output.score_field in metric.fields:
-            # Telegraf runs processors twice when aggregators are configured.
+        output = self.config.output
+        if output.tag in metric.tags or output.score_field in metric.fields:
+            # Telegraf runs processors twice when aggregators are configured: a metric we
+            # already tagged (in warm-up it has the tag but no score) must not be learned twice.
             self.counters.already_scored += 1
             return False
         return True
 
-    def _series_for(self, metric: Metric) -> Series:
+    def _series_for(self, metric: Metric) -> Series | None:
         group_by = self.config.group_by
         if group_by is None:
             own_tag = self.config.output.tag
@@ -133,6 +138,17 @@ class Detector:
         if series is not None:
             self.series.move_to_end(key)
             return series
+        features = self.config.features or tuple(
+            name
+            for name, value in metric.fields.items()
+            if _is_numeric(value) and name not in self._own_fields
+        )
+        if not features:
+            self.log.warn_repeated(
+                "no-features", f"{_describe(key)} has no numeric field to score; passed through"
+            )
+            return None
+        features = tuple(sorted(features))
         if len(self.series) >= self.config.max_series:
             evicted, _ = self.series.popitem(last=False)
             self.counters.evicted += 1
@@ -141,12 +157,6 @@ class Detector:
                 f"max_series={self.config.max_series} reached: forgot the least recently seen "
                 f"series {_describe(evicted)}",
             )
-        features = self.config.features or tuple(
-            name
-            for name, value in metric.fields.items()
-            if _is_numeric(value) and name not in self._own_fields
-        )
-        features = tuple(sorted(features))
         series = Series(
             key=key,
             features=features,

@@ -50,5 +50,7 @@ def learned_limits(warmup: FloatArray, margin: float) -> tuple[FloatArray, Float
 def scale(rows: FloatArray, low: FloatArray, high: FloatArray) -> FloatArray:
     """Map rows into the unit box; values beyond the limits land beyond [0, 1], which the
     trees treat as the outermost cells."""
-    result: FloatArray = (rows - low) / (high - low)
+    # A value near the float limit may overflow to inf, which the trees still place correctly.
+    with np.errstate(over="ignore", invalid="ignore"):
+        result: FloatArray = (rows - low) / (high - low)
     return result

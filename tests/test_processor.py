@@ -1,0 +1,106 @@
+"""The processor core: golden cases, the one-in-one-out invariant, and chunked input."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hst_processor.config import load_config, parse_config
+from hst_processor.log import Log
+from hst_processor.processor import Processor
+from tests.strategies import metric_lines
+
+GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
+
+
+def process_bytes(processor: Processor, data: bytes, piece: int | None = None) -> bytes:
+    """Feed bytes the way serve() does: decoded with surrogateescape, in pieces."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    out = []
+    step = piece or max(len(data), 1)
+    for start in range(0, len(data), step):
+        out.append(processor.feed(decoder.decode(data[start : start + step])))
+    out.append(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_golden_case(case: str) -> None:
+    directory = GOLDEN / case
+    config = load_config(directory / "config.yaml")
+    processor = Processor(config, Log(io.StringIO()))
+    output = process_bytes(processor, (directory / "input.lp").read_bytes())
+    assert output == (directory / "expected.lp").read_bytes()
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+@pytest.mark.parametrize("piece", [1, 3, 64])
+def test_golden_case_in_small_reads(case: str, piece: int) -> None:
+    directory = GOLDEN / case
+    config = load_config(directory / "config.yaml")
+    processor = Processor(config, Log(io.StringIO()))
+    output = process_bytes(processor, (directory / "input.lp").read_bytes(), piece)
+    assert output == (directory / "expected.lp").read_bytes()
+
+
+ADDED = re.compile(r",anomaly=(?:warmup|true|false)|,anomaly_score=[0-9.]+")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(metric_lines(), min_size=1, max_size=40), st.integers(1, 5))
+def test_output_minus_additions_is_the_input(lines: list[str], window: int) -> None:
+    """One metric out per metric in, in order, and nothing but our additions changed."""
+    config = parse_config({"model": {"window_size": window + 1, "n_trees": 3, "height": 3}})
+    processor = Processor(config, Log(io.StringIO()))
+    text = "".join(line + "\n" for line in lines)
+    output = processor.feed(text) + processor.finish()
+    out_lines = output.split("\n")[:-1] if "\n" not in "".join(lines) else None
+    assert processor.stats.metrics_in == processor.stats.metrics_out == len(lines)
+    assert ADDED.sub("", output) == text
+    if out_lines is not None:
+        assert len(out_lines) == len(lines)
+
+
+def test_a_lone_line_is_answered_at_once() -> None:
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    assert processor.feed("m v=1 1\n").startswith("m,anomaly=warmup v=1 1")
+
+
+def test_partial_line_waits_for_its_end_then_goes_out() -> None:
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    assert processor.feed("m v=1") == ""
+    assert processor.feed(" 1\n") == "m,anomaly=warmup v=1 1\n"
+
+
+def test_stalled_open_string_is_released_line_by_line() -> None:
+    stderr = io.StringIO()
+    processor = Processor(parse_config({}), Log(stderr))
+    assert processor.feed('m s="open\nm v=2 2\n') == ""
+    assert processor.stalled
+    released = processor.release_stalled()
+    assert released == 'm s="open\nm,anomaly=warmup v=2 2\n'
+    assert processor.stats.unparseable == 1
+
+
+def test_final_partial_line_passes_through_unchanged_at_eof() -> None:
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    assert processor.feed("m v=1 1\nm v=") == "m,anomaly=warmup v=1 1\n"
+    assert processor.finish() == "m v="
+    assert processor.stats.metrics_in == processor.stats.metrics_out == 2
+
+
+def test_summary_counts_everything() -> None:
+    processor = Processor(parse_config({"model": {"window_size": 2}}), Log(io.StringIO()))
+    processor.feed("m v=1 1\nm v=2 2\nm v=1 3\nbad\n\n")
+    summary = processor.summary()
+    assert "5 metrics in, 5 out, 1 scored" in summary
+    assert "2 in warm-up, 1 unparseable" in summary
+    assert "1 blank" in summary and "1 series" in summary
