@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -84,6 +85,10 @@ def _run(config: Config, log: Log, stdin_fd: int, stdout_fd: int) -> int:
     except ImportError as error:  # engine: river without river installed
         log.error(f"config error: model.engine: {config.model.engine} is not available ({error})")
         return EXIT_CONFIG
+    # A library warning printed as-is would reach Telegraf without a level prefix.
+    warnings.showwarning = lambda message, category, *_args, **_kwargs: log.warn_repeated(
+        f"python:{category.__name__}", f"{category.__name__}: {message}"
+    )
     log.info(f"hst-processor {__version__} started: {_describe(config)}")
     return serve(processor, log, stdin_fd=stdin_fd, stdout_fd=stdout_fd)
 
