@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -109,6 +110,31 @@ def test_bad_input_passes_through_unchanged_and_the_stream_goes_on(
     warnings = [line for line in harness.stderr_lines if line.startswith(b"W! ")]
     assert any(b"unparseable metric" in line for line in warnings)
     assert max(len(line) for line in harness.stderr_lines) < 1000  # no 1 MB warning
+
+
+def test_open_string_at_the_end_of_input_is_released_after_a_pause() -> None:
+    """A quoted string may hold a newline, so a line ending inside one waits for more input,
+    but only briefly: then it goes out unchanged as a metric of its own. (Telegraf never
+    writes such a line; a person piping a broken file might.) Read raw, since a line-protocol
+    reader like Telegraf's would itself wait for the string to close."""
+    process = subprocess.Popen(
+        command("--config", str(DEMO_CONFIG)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    broken = b'machine_data,machineID=machine1 note="never closed\n'
+    os.write(process.stdin.fileno(), broken)
+    ready, _, _ = select.select([process.stdout], [], [], 5)
+    assert ready, "the open string was held back"
+    assert os.read(process.stdout.fileno(), 1 << 16) == broken
+    os.write(process.stdin.fileno(), machine_line(0) + b"\n")
+    ready, _, _ = select.select([process.stdout], [], [], 5)
+    assert ready
+    assert ADDED.sub(b"", os.read(process.stdout.fileno(), 1 << 16)) == machine_line(0) + b"\n"
+    process.stdin.close()
+    assert process.wait(timeout=5) == 0
 
 
 def test_restart_after_a_crash_starts_with_an_empty_model(harness: ExecdHarness) -> None:

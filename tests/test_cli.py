@@ -1,0 +1,73 @@
+"""The command through its runner, ``cli.main``, in process with real pipes."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from hst_processor import __version__
+from hst_processor.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, str]:
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.write(in_w, stdin)
+    os.close(in_w)
+    stderr = io.StringIO()
+    try:
+        code = main(argv, stdin_fd=in_r, stdout_fd=out_w, stderr=stderr)
+    finally:
+        os.close(in_r)
+        os.close(out_w)
+    with os.fdopen(out_r, "rb") as out:
+        return code, out.read(), stderr.getvalue()
+
+
+def test_run_scores_stdin_to_stdout() -> None:
+    code, out, err = run(
+        ["--config", str(ROOT / "hst-processor.yaml")],
+        b"machine_data,machineID=m1 load=70,power=210,temperature=36,vibration=85 1\n",
+    )
+    assert code == 0
+    assert out == (
+        b"machine_data,anomaly=warmup,machineID=m1 "
+        b"load=70,power=210,temperature=36,vibration=85 1\n"
+    )
+    assert err.startswith("I! hst-processor ")
+    assert "I! hst-processor: 1 metrics in, 1 out" in err
+
+
+def test_defaults_without_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HST_PROCESSOR_CONFIG", raising=False)
+    code, out, err = run([], b"cpu,host=a idle=97.5 1\n")
+    assert code == 0
+    assert out == b"cpu,anomaly=warmup,host=a idle=97.5 1\n"
+    assert "scoring all measurements by all tags" in err
+
+
+def test_bad_config_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("scaling: {mode: fixed}\n")
+    code, out, err = run(["--config", str(config)], b"m v=1 1\n")
+    assert (code, out) == (2, b"")
+    assert err == "E! config error: scaling.mode: fixed limits need an explicit features list\n"
+
+
+def test_check_config_ok_and_bad(tmp_path: Path) -> None:
+    code, _, err = run(["check-config", str(ROOT / "hst-processor.yaml")])
+    assert code == 0 and "OK" in err
+    code, _, err = run(["check-config", str(tmp_path / "missing.yaml")])
+    assert code == 2 and "cannot read config file" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hst-processor {__version__}"
