@@ -186,8 +186,12 @@ class Forest:
 
     # -- one point at a time (plain Python over flat arrays) ---------------------------------
 
+    # total_one and learn_one repeat the step to the next node on purpose: it is the hot loop of
+    # single-point scoring, and a function call per node would cost more than the walk itself.
+
     def total_one(self, masses: Masses, point: Sequence[float | None]) -> float:
-        """The mass total river's ``score_one`` is built from (0 in the first window)."""
+        """The mass total river's ``score_one`` is built from (``max_total`` in the first
+        window, which scores 0)."""
         if masses.first_window:
             return float(self.max_total)
         s = self.structure

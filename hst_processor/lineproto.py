@@ -60,7 +60,7 @@ _WS = " \t\v\f"
 # Characters that end a tag key or value, or a field key, unless escaped.
 _KEY_STOP = "\t\n\f\r ,=\\"
 _MEASUREMENT_STOP = "\t\n\f\r ,\\"
-# A backslash may escape anything but these (and, in tags, another backslash: see _scan_key).
+# A backslash may escape anything but these (in tags, `\\\\` is special: see _scan_token).
 _NOT_ESCAPABLE = "\t\n\f\r"
 # Characters that end an unquoted field value.
 _VALUE_STOP = ", \t\v\f\r\n"
@@ -147,7 +147,7 @@ def _parse_careful(text: str) -> Metric:
     n = len(text)
     i = _skip(text, 0, _WS)
     start = i
-    i = _scan_measurement(text, start)
+    i = _scan_token(text, start, _MEASUREMENT_STOP)
     if i == start:
         raise LineProtocolError("expected measurement name", start)
     measurement = _unescape_name(text[start:i])
@@ -156,10 +156,10 @@ def _parse_careful(text: str) -> Metric:
     tag_starts: list[tuple[str, int]] = []
     while i < n and text[i] == ",":
         comma = i
-        key_end = _scan_key(text, i + 1, in_tag=True)
+        key_end = _scan_token(text, i + 1, _KEY_STOP, in_tag=True)
         if key_end == i + 1 or key_end >= n or text[key_end] != "=":
             raise LineProtocolError("expected tag", key_end)
-        value_end = _scan_key(text, key_end + 1, in_tag=True)
+        value_end = _scan_token(text, key_end + 1, _KEY_STOP, in_tag=True)
         if value_end == key_end + 1:
             raise LineProtocolError("expected tag", value_end)
         key = _unescape_key(text[i + 1 : key_end])
@@ -173,7 +173,7 @@ def _parse_careful(text: str) -> Metric:
     i = _skip(text, i, _WS)
     fields: dict[str, FieldValue] = {}
     while True:
-        key_end = _scan_key(text, i, in_tag=False)
+        key_end = _scan_token(text, i, _KEY_STOP)
         if key_end == i or key_end >= n or text[key_end] != "=":
             raise LineProtocolError("expected field", key_end)
         key = _unescape_key(text[i:key_end])
@@ -215,23 +215,8 @@ def _skip(text: str, i: int, chars: str) -> int:
     return i
 
 
-def _scan_measurement(text: str, i: int) -> int:
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if i + 1 >= n or text[i + 1] in _NOT_ESCAPABLE:
-                raise LineProtocolError("expected measurement name", i)
-            i += 2
-        elif c in _MEASUREMENT_STOP:
-            break
-        else:
-            i += 1
-    return i
-
-
-def _scan_key(text: str, i: int, *, in_tag: bool) -> int:
-    """Return the end of a tag key, tag value or field key starting at ``i``."""
+def _scan_token(text: str, i: int, stop: str, *, in_tag: bool = False) -> int:
+    """Return the end of a measurement, tag key, tag value or field key starting at ``i``."""
     n = len(text)
     while i < n:
         c = text[i]
@@ -241,7 +226,7 @@ def _scan_key(text: str, i: int, *, in_tag: bool) -> int:
             # In tags, Telegraf reads `\\` as one backslash followed by a fresh character, so
             # the second backslash may itself escape what follows (`two\\ words`).
             i += 1 if in_tag and text[i + 1] == "\\" else 2
-        elif c in _KEY_STOP:
+        elif c in stop:
             break
         else:
             i += 1
