@@ -60,7 +60,7 @@ _WS = " \t\v\f"
 # Characters that end a tag key or value, or a field key, unless escaped.
 _KEY_STOP = "\t\n\f\r ,=\\"
 _MEASUREMENT_STOP = "\t\n\f\r ,\\"
-# A backslash may escape anything but these (in tags, `\\\\` is special: see _scan_token).
+# A backslash may escape anything but these (in tags, `\\` is special: see _scan_token).
 _NOT_ESCAPABLE = "\t\n\f\r"
 # Characters that end an unquoted field value.
 _VALUE_STOP = ", \t\v\f\r\n"
