@@ -33,6 +33,7 @@ from hst_processor.scaling import fixed_limits, learned_limits, scale
 __all__ = ["Counters", "Detector", "SeriesKey", "Verdict"]
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+_KEY_CACHE_LIMIT = 100_000
 
 
 class Verdict(NamedTuple):
@@ -64,7 +65,22 @@ class Series:
     high: FloatArray | None = None
     warmup_rows: list[list[float]] = field(default_factory=list)
     anomalous_run: int = 0
+    complete: bool = False  # every feature has been seen at least once
     typical: tuple[int, float] | None = None  # (windows completed, typical total)
+
+
+@dataclass
+class _Batch:
+    """The metrics of one batch that share a feature set, in input order."""
+
+    indices: list[int] = field(default_factory=list)
+    series: list[Series] = field(default_factory=list)
+    rows: list[list[float]] = field(default_factory=list)
+
+    def add(self, index: int, series: Series, row: list[float]) -> None:
+        self.indices.append(index)
+        self.series.append(series)
+        self.rows.append(row)
 
 
 class Detector:
@@ -74,6 +90,8 @@ class Detector:
         self.counters = Counters()
         self.series: OrderedDict[SeriesKey, Series] = OrderedDict()
         self._engines: dict[tuple[str, ...], Engine] = {}
+        self._released: list[Series] = []
+        self._keys: dict[str, SeriesKey] = {}
         self._scored_measurements = frozenset(config.measurements)
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
@@ -93,7 +111,7 @@ class Detector:
     def process(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
         """One verdict per metric (``None``: leave it as it is), in order."""
         verdicts: list[Verdict | None] = [None] * len(metrics)
-        batches: dict[SeriesKey, tuple[Series, list[int], list[list[float]]]] = {}
+        groups: dict[tuple[str, ...], _Batch] = {}
         for index, metric in enumerate(metrics):
             if metric is None or not self._is_scored(metric):
                 continue
@@ -105,12 +123,16 @@ class Detector:
             if row is None:
                 self.counters.not_scored += 1
                 continue
-            entry = batches.setdefault(series.key, (series, [], []))
-            entry[1].append(index)
-            entry[2].append(row)
-        for series, indices, rows in batches.values():
-            for index, verdict in zip(indices, self._score(series, rows), strict=True):
-                verdicts[index] = verdict
+            batch = groups.get(series.features)
+            if batch is None:
+                batch = groups[series.features] = _Batch()
+            batch.add(index, series, row)
+        for features, batch in groups.items():
+            self._score(self.engine(features), batch, verdicts)
+        # Rows of series forgotten during this batch are reused only now that it is scored.
+        for series in self._released:
+            self.engine(series.features).release(series.masses)
+        self._released.clear()
         return verdicts
 
     # -- routing -----------------------------------------------------------------------------
@@ -126,14 +148,26 @@ class Detector:
             return False
         return True
 
+    def _series_key(self, metric: Metric) -> SeriesKey:
+        # The key is a function of the measurement and tags, that is of the text before the
+        # fields, which repeats for every metric of a series: look it up by that text.
+        series_text = metric.text[: metric.series_end]
+        key = self._keys.get(series_text)
+        if key is None:
+            group_by = self.config.group_by
+            if group_by is None:
+                own_tag = self.config.output.tag
+                tags = tuple(sorted((k, v) for k, v in metric.tags.items() if k != own_tag))
+            else:
+                tags = tuple((name, metric.tags.get(name, "")) for name in group_by)
+            key = (metric.measurement, tags)
+            if len(self._keys) >= _KEY_CACHE_LIMIT:
+                self._keys.clear()
+            self._keys[series_text] = key
+        return key
+
     def _series_for(self, metric: Metric) -> Series | None:
-        group_by = self.config.group_by
-        if group_by is None:
-            own_tag = self.config.output.tag
-            tags = tuple(sorted((k, v) for k, v in metric.tags.items() if k != own_tag))
-        else:
-            tags = tuple((name, metric.tags.get(name, "")) for name in group_by)
-        key: SeriesKey = (metric.measurement, tags)
+        key = self._series_key(metric)
         series = self.series.get(key)
         if series is not None:
             self.series.move_to_end(key)
@@ -150,7 +184,8 @@ class Detector:
             return None
         features = tuple(sorted(features))
         if len(self.series) >= self.config.max_series:
-            evicted, _ = self.series.popitem(last=False)
+            evicted, forgotten = self.series.popitem(last=False)
+            self._released.append(forgotten)
             self.counters.evicted += 1
             self.log.warn_repeated(
                 "evicted",
@@ -171,11 +206,14 @@ class Detector:
     def _row(self, series: Series, metric: Metric) -> list[float] | None:
         """The metric's features, missing ones filled with their last known values."""
         values = series.last_values
+        fields = metric.fields
         for position, name in enumerate(series.features):
-            value = metric.fields.get(name)
-            if value is None:
+            value = fields.get(name)
+            if value.__class__ is float:
+                values[position] = value
+            elif value is None:
                 continue
-            if _is_numeric(value):
+            elif _is_numeric(value):
                 values[position] = float(value)
             else:
                 self.counters.non_numeric += 1
@@ -184,84 +222,111 @@ class Detector:
                     f"field {name!r} of {_describe(series.key)} is not a number "
                     f"({type(value).__name__}); using its last known value",
                 )
-        if any(value is None for value in values):
-            return None
-        return list(values)  # type: ignore[arg-type]
+        if not series.complete:
+            if any(value is None for value in values):
+                return None
+            series.complete = True
+        return values.copy()  # type: ignore[return-value]
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _score(self, series: Series, rows: list[list[float]]) -> list[Verdict]:
-        engine = self.engine(series.features)
-        window = engine.window_size
-        verdicts: list[Verdict] = []
-        start = 0
-        if series.low is None:
-            # Learned scaling: collect the first window raw, then fix the limits and learn it.
-            take = min(window - len(series.warmup_rows), len(rows))
-            series.warmup_rows.extend(rows[:take])
-            verdicts.extend([self._warmup] * take)
-            start = take
-            if len(series.warmup_rows) == window:
-                self._freeze_limits(series, engine)
-        if start == len(rows):
-            self.counters.warmup += len(verdicts)
-            return verdicts
-        assert series.low is not None and series.high is not None
-        scaled = scale(np.array(rows[start:], dtype=np.float64), series.low, series.high)
-        position = 0
-        while position < len(scaled):
-            masses = series.masses
-            room = window - masses.counter
-            chunk = scaled[position : position + room]
-            if masses.first_window:
-                engine.learn_many(masses, chunk)
-                verdicts.extend([self._warmup] * len(chunk))
-                position += len(chunk)
+    def _score(self, engine: Engine, batch: _Batch, verdicts: list[Verdict | None]) -> None:
+        """Verdicts for one feature set's metrics, every series of the batch at once."""
+        indices: list[int] = []
+        owners: list[Series] = []
+        rows: list[list[float]] = []
+        for index, series, row in zip(batch.indices, batch.series, batch.rows, strict=True):
+            if series.low is None:
+                # Learned scaling: collect the first window raw, then fix the limits, learn it.
+                series.warmup_rows.append(row)
+                verdicts[index] = self._warmup
+                self.counters.warmup += 1
+                if len(series.warmup_rows) == engine.window_size:
+                    self._freeze_limits(series, engine)
                 continue
-            consumed, learn = self._judge(series, engine, chunk, room, verdicts)
-            engine.learn_many(masses, chunk[:consumed][learn])
-            position += consumed
-        self.counters.warmup += sum(1 for v in verdicts if v.score is None)
-        return verdicts
+            indices.append(index)
+            owners.append(series)
+            rows.append(row)
+        if not rows:
+            return
+        scaled = self._scale(owners, rows)
+        pending = list(range(len(rows)))
+        while pending:
+            pending = self._score_pass(engine, pending, indices, owners, scaled, verdicts)
 
-    def _judge(
+    def _scale(self, owners: list[Series], rows: list[list[float]]) -> FloatArray:
+        position: dict[int, int] = {}
+        lows: list[FloatArray] = []
+        highs: list[FloatArray] = []
+        which = np.empty(len(owners), dtype=np.intp)
+        for i, series in enumerate(owners):
+            at = position.get(id(series))
+            if at is None:
+                at = position[id(series)] = len(lows)
+                assert series.low is not None and series.high is not None
+                lows.append(series.low)
+                highs.append(series.high)
+            which[i] = at
+        low, high = np.array(lows)[which], np.array(highs)[which]
+        return scale(np.array(rows, dtype=np.float64), low, high)
+
+    def _score_pass(
         self,
-        series: Series,
         engine: Engine,
-        chunk: FloatArray,
-        room: int,
-        verdicts: list[Verdict],
-    ) -> tuple[int, np.ndarray]:
-        """Score a chunk that fits in the current window; decide which points to learn.
+        pending: list[int],
+        indices: list[int],
+        owners: list[Series],
+        scaled: FloatArray,
+        verdicts: list[Verdict | None],
+    ) -> list[int]:
+        """Score every pending point against its series' current reference window, in order.
 
-        Stops after the point that fills the window, since the points after it must be
-        scored against the next reference window. Returns how many points were consumed and
-        which of them to learn.
+        A series whose window fills in this pass stops there: its later points are returned,
+        to be scored against the next reference window in another pass.
         """
         detection = self.config.detection
-        totals = engine.totals_many(series.masses, chunk).tolist()
-        typical = self._typical(series, engine)
+        threshold = detection.threshold
+        routed = engine.route(scaled[pending])
+        totals = engine.totals_multi([owners[p].masses for p in pending], routed)
         isolated = engine.max_total / (2 ** (self.config.model.height + 1) - 1)
-        learn = np.zeros(len(totals), dtype=bool)
-        learned = 0
-        consumed = 0
-        for total in totals:
-            score = calibrated_score(total, typical, isolated)
-            anomalous = score >= detection.threshold
-            series.anomalous_run = series.anomalous_run + 1 if anomalous else 0
-            relearning = 0 < detection.relearn_after < series.anomalous_run
-            if not anomalous or detection.learn_anomalies or relearning:
-                learn[consumed] = True
-                learned += 1
-            verdicts.append(
-                Verdict("true" if anomalous else "false", score, 1 - total / engine.max_total)
-            )
-            self.counters.scored += 1
-            self.counters.anomalous += anomalous
-            consumed += 1
-            if learned == room:
-                break
-        return consumed, learn[:consumed]
+        room: dict[int, int] = {}
+        full: set[int] = set()
+        deferred: list[int] = []
+        learn: list[int] = []  # positions in ``pending``
+        for at, (p, total) in enumerate(zip(pending, totals.tolist(), strict=True)):
+            series = owners[p]
+            key = id(series)
+            if key in full:
+                deferred.append(p)
+                continue
+            masses = series.masses
+            if masses.first_window:
+                verdicts[indices[p]] = self._warmup
+                self.counters.warmup += 1
+                learning = True
+            else:
+                score = calibrated_score(total, self._typical(series, engine), isolated)
+                anomalous = score >= threshold
+                series.anomalous_run = series.anomalous_run + 1 if anomalous else 0
+                learning = (
+                    not anomalous
+                    or detection.learn_anomalies
+                    or 0 < detection.relearn_after < series.anomalous_run
+                )
+                verdicts[indices[p]] = Verdict(
+                    "true" if anomalous else "false", score, 1 - total / engine.max_total
+                )
+                self.counters.scored += 1
+                self.counters.anomalous += anomalous
+            if learning:
+                learn.append(at)
+                left = room.get(key, engine.window_size - masses.counter) - 1
+                room[key] = left
+                if left == 0:
+                    full.add(key)
+        if learn:
+            engine.learn_multi([owners[pending[at]].masses for at in learn], routed.select(learn))
+        return deferred
 
     def _typical(self, series: Series, engine: Engine) -> float:
         windows = series.masses.windows

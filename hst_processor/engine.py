@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hst_processor.forest import SIZE_LIMIT_FRACTION, FloatArray, Forest, tree_structure
+from hst_processor.forest import SIZE_LIMIT_FRACTION, FloatArray, Forest, Routed, tree_structure
 
 __all__ = ["Engine", "RiverEngine", "make_engine"]
 
@@ -34,7 +34,16 @@ class Engine(Protocol):
 
     def new_masses(self) -> Any: ...
 
-    def totals_many(self, masses: Any, points: FloatArray) -> FloatArray: ...
+    def release(self, masses: Any) -> None: ...
+
+    def route(self, points: FloatArray) -> Routed:
+        """Prepare a batch once for both scoring and learning."""
+
+    def totals_multi(self, owners: Sequence[Any], points: Routed) -> FloatArray:
+        """Each point's mass total against its own series' reference window."""
+
+    def learn_multi(self, owners: Sequence[Any], points: Routed) -> None:
+        """Learn each point into its own series (never past the end of a window)."""
 
     def learn_many(self, masses: Any, points: FloatArray) -> None: ...
 
@@ -90,22 +99,32 @@ class RiverEngine:
             )
         )
 
-    def totals_many(self, masses: _RiverModel, points: FloatArray) -> FloatArray:
+    def release(self, masses: _RiverModel) -> None:
+        del masses  # each river model is its own object: nothing to give back
+
+    def route(self, points: FloatArray) -> Routed:
+        return Routed(points)
+
+    def totals_multi(self, owners: Sequence[_RiverModel], points: Routed) -> FloatArray:
         scores = [
-            masses.model.score_one(dict(zip(self.features, row, strict=True)))
-            for row in points.tolist()
+            0.0 if owner.first_window else owner.model.score_one(self._point(row))
+            for owner, row in zip(owners, points.points.tolist(), strict=True)
         ]
-        if masses.first_window:
-            return np.full(len(points), float(self.max_total))
         # Totals are whole numbers; rounding undoes the float error of going through the score.
         totals: FloatArray = np.round((1 - np.array(scores, dtype=np.float64)) * self.max_total)
         return totals
 
+    def learn_multi(self, owners: Sequence[_RiverModel], points: Routed) -> None:
+        for owner, row in zip(owners, points.points.tolist(), strict=True):
+            owner.model.learn_one(self._point(row))
+            if owner.model.counter == 0:
+                owner.windows += 1
+
     def learn_many(self, masses: _RiverModel, points: FloatArray) -> None:
-        for row in points.tolist():
-            masses.model.learn_one(dict(zip(self.features, row, strict=True)))
-            if masses.model.counter == 0:
-                masses.windows += 1
+        self.learn_multi([masses] * len(points), Routed(points))
+
+    def _point(self, row: list[float]) -> dict[str, float]:
+        return dict(zip(self.features, row, strict=True))
 
     def typical_total(self, masses: _RiverModel) -> float:
         size_limit = SIZE_LIMIT_FRACTION * self.window_size

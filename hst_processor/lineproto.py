@@ -67,7 +67,7 @@ _VALUE_STOP = ", \t\v\f\r\n"
 
 _INT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)i")
 _UINT_RE = re.compile(r"(?:0|[1-9][0-9]*)u")
-_FLOAT_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_FLOAT_ENDINGS = frozenset("0123456789.")
 _TIMESTAMP_RE = re.compile(r"-?[0-9]{1,19}")
 _TRUE = frozenset({"true", "TRUE", "True", "T", "t"})
 _FALSE = frozenset({"false", "FALSE", "False", "F", "f"})
@@ -111,9 +111,35 @@ def parse_metric(text: str) -> Metric:
     return _parse_careful(text)
 
 
+# Telegraf writes the same measurement and tags for every metric of a series, so the parsed
+# series part is cached by its text. Cached tag dicts are shared: Metric.tags is read-only.
+_SERIES_CACHE: dict[str, tuple[str, dict[str, str], list[tuple[str, int]]]] = {}
+_SERIES_CACHE_LIMIT = 100_000
+
+
 def _parse_simple(text: str, parts: list[str]) -> Metric:
     """The common case: no quotes, escapes or odd whitespace, single spaces between sections."""
     series, field_set = parts[0], parts[1]
+    cached = _SERIES_CACHE.get(series)
+    if cached is None:
+        cached = _parse_simple_series(series)
+        if len(_SERIES_CACHE) >= _SERIES_CACHE_LIMIT:
+            _SERIES_CACHE.clear()
+        _SERIES_CACHE[series] = cached
+    measurement, tags, tag_starts = cached
+    series_end = len(series)
+    fields: dict[str, FieldValue] = {}
+    for pair in field_set.split(","):
+        key, equals, value = pair.partition("=")
+        if not key or not equals or "=" in value:
+            raise LineProtocolError("expected field", series_end + 1 + field_set.find(pair))
+        fields[key] = _field_value(value, series_end + 1 + field_set.find(pair) + len(key) + 1)
+    fields_end = series_end + 1 + len(field_set)
+    timestamp = _timestamp(parts[2], fields_end + 1) if len(parts) == 3 else None
+    return Metric(text, measurement, tags, fields, timestamp, tag_starts, series_end, fields_end)
+
+
+def _parse_simple_series(series: str) -> tuple[str, dict[str, str], list[tuple[str, int]]]:
     names = series.split(",")
     measurement = names[0]
     if not measurement:
@@ -122,24 +148,13 @@ def _parse_simple(text: str, parts: list[str]) -> Metric:
     tag_starts: list[tuple[str, int]] = []
     offset = len(measurement)
     for pair in names[1:]:
-        key_value = pair.split("=")
-        if len(key_value) != 2 or not key_value[0] or not key_value[1]:
+        key, equals, value = pair.partition("=")
+        if not key or not equals or not value or "=" in value:
             raise LineProtocolError("expected tag", offset + 1)
-        tags[key_value[0]] = key_value[1]
-        tag_starts.append((key_value[0], offset))
+        tags[key] = value
+        tag_starts.append((key, offset))
         offset += len(pair) + 1
-    series_end = len(series)
-    fields: dict[str, FieldValue] = {}
-    offset = series_end + 1
-    for pair in field_set.split(","):
-        key_value = pair.split("=")
-        if len(key_value) != 2 or not key_value[0]:
-            raise LineProtocolError("expected field", offset)
-        fields[key_value[0]] = _field_value(key_value[1], offset + len(key_value[0]) + 1)
-        offset += len(pair) + 1
-    fields_end = series_end + 1 + len(field_set)
-    timestamp = _timestamp(parts[2], fields_end + 1) if len(parts) == 3 else None
-    return Metric(text, measurement, tags, fields, timestamp, tag_starts, series_end, fields_end)
+    return measurement, tags, tag_starts
 
 
 def _parse_careful(text: str) -> Metric:
@@ -262,7 +277,19 @@ def _field_value(token: str, position: int) -> FieldValue:
     if not token:
         raise LineProtocolError("expected field value", position)
     last = token[-1]
-    if last == "i":
+    if last in _FLOAT_ENDINGS:
+        # float() accepts a superset of Telegraf's floats: also `+1`, `1_0`, non-ASCII digits
+        # and inf/nan (which end in a letter, so never get here). Exclude the rest up front.
+        if token.isascii() and token[0] != "+" and "_" not in token:
+            try:
+                number = float(token)
+            except ValueError:
+                pass
+            else:
+                if number - number == 0:  # finite: Telegraf rejects an overflow to inf
+                    return number
+                raise LineProtocolError("float out of range", position)
+    elif last == "i":
         if _INT_RE.fullmatch(token):
             value = int(token[:-1])
             if _INT64_MIN <= value <= _INT64_MAX:
@@ -278,11 +305,6 @@ def _field_value(token: str, position: int) -> FieldValue:
         return True
     elif token in _FALSE:
         return False
-    elif _FLOAT_RE.fullmatch(token):
-        number = float(token)
-        if number in (float("inf"), float("-inf")):
-            raise LineProtocolError("float out of range", position)
-        return number
     raise LineProtocolError("invalid field value", position)
 
 

@@ -104,7 +104,7 @@ def test_window_ends_exactly_where_it_fills_across_calls() -> None:
 def test_memory_per_series_stays_small() -> None:
     forest = Forest(tree_structure(10, 8, 42, FEATURES), window_size=250)
     masses = forest.new_masses()
-    assert masses.l_mass.itemsize * len(masses.l_mass) * 2 <= 64 * 1024
+    assert masses.nbytes == 2 * 4 * 10 * 511 <= 64 * 1024
 
 
 def test_typical_total_matches_the_mean_over_the_reference_window() -> None:
@@ -115,3 +115,21 @@ def test_typical_total_matches_the_mean_over_the_reference_window() -> None:
     forest.score_learn_many(masses, window)
     measured = np.mean([forest.total_one(masses, row.tolist()) for row in window])
     assert forest.typical_total(masses) == pytest.approx(measured, rel=1e-9)
+
+
+@pytest.mark.parametrize("spread", [1, 97])
+def test_batch_learning_equals_point_by_point_for_near_and_far_rows(spread: int) -> None:
+    """learn_multi adds visits into a contiguous block of rows or into scattered rows,
+    depending on how far apart the batch's series sit; both equal learning one by one."""
+    structure = tree_structure(5, 4, 7, ("a", "b"))
+    batch_forest, single_forest = Forest(structure, 500), Forest(structure, 500)
+    batch_owners = [batch_forest.new_masses() for _ in range(300)]
+    single_owners = [single_forest.new_masses() for _ in range(300)]
+    rng = np.random.default_rng(spread)
+    chosen = (np.arange(40) * spread) % 300
+    points = rng.random((40, 2))
+    batch_forest.learn_multi([batch_owners[i] for i in chosen], points)
+    for i, row in zip(chosen, points.tolist(), strict=True):
+        single_forest.learn_one(single_owners[i], row)
+    assert np.array_equal(batch_forest.store.live, single_forest.store.live)
+    assert [o.counter for o in batch_owners] == [o.counter for o in single_owners]

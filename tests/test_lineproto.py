@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,21 @@ def test_split_finds_every_generated_metric(lines: list[str]) -> None:
     chunks, rest = split_metrics(text)
     assert rest == ""
     assert chunks == [line + "\n" for line in lines]
+
+
+# Telegraf's float grammar (machine.go.rl: number, scientific), as a reference for the parser's
+# faster float() based check.
+TELEGRAF_FLOAT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+@given(st.text(st.sampled_from("0123456789.-+eE_x١"), min_size=1, max_size=8))
+def test_float_fields_follow_telegrafs_grammar(token: str) -> None:
+    line = f"m v={token}"
+    expected_valid = TELEGRAF_FLOAT.fullmatch(token) is not None and math.isfinite(float(token))
+    try:
+        value = parse_metric(line).fields["v"]
+    except LineProtocolError:
+        assert not expected_valid
+    else:
+        assert expected_valid, token
+        assert value == float(token)
