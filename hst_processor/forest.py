@@ -248,6 +248,9 @@ class Forest:
         self.max_total = structure.n_trees * window_size * structure.n_nodes
         self.store = MassStore(structure.n_trees * structure.n_nodes)
         self._tree_offsets = (np.arange(structure.n_trees) * structure.n_nodes)[:, None, None]
+        self._branch_offsets = (np.arange(structure.n_trees) * structure.n_branches)[:, None]
+        self._flat_split_feature = structure.split_feature.reshape(-1)
+        self._flat_split_threshold = structure.split_threshold.reshape(-1)
         self._depth_weights = (1 << np.arange(structure.height + 1, dtype=np.int64))[None, :, None]
 
     def new_masses(self) -> Masses:
@@ -316,6 +319,43 @@ class Forest:
             l_mass[base + node] += 1
         self._count_learned(masses, 1)
 
+    def score_learn_one(self, masses: Masses, point: Sequence[float | None]) -> float:
+        """``total_one`` then ``learn_one`` in a single walk down each tree.
+
+        Exact: scoring reads only ``r_mass``, and where a missing feature routes by the
+        children's ``l_mass`` they have not been incremented yet, just as in separate walks.
+        """
+        if masses.first_window:
+            self.learn_one(masses, point)
+            return float(self.max_total)
+        s = self.structure
+        features, thresholds = s.flat_feature, s.flat_threshold
+        l_mass, r_mass = masses.lists()
+        n_nodes, n_branches, height = s.n_nodes, s.n_branches, s.height
+        size_limit = self.size_limit
+        total = 0
+        for tree in range(s.n_trees):
+            base, branch_base = tree * n_nodes, tree * n_branches
+            node = 0
+            weight = 1  # 0 once the score walk has stopped
+            for _ in range(height):
+                l_mass[base + node] += 1
+                if weight:
+                    mass = r_mass[base + node]
+                    total += mass * weight
+                    weight = 0 if mass < size_limit else weight << 1
+                value = point[features[branch_base + node]]
+                if value is None:
+                    left = 2 * node + 1
+                    node = left + 1 if l_mass[base + left] < l_mass[base + left + 1] else left
+                else:
+                    node = 2 * node + 1 if value < thresholds[branch_base + node] else 2 * node + 2
+            l_mass[base + node] += 1
+            if weight:
+                total += r_mass[base + node] * weight
+        self._count_learned(masses, 1)
+        return float(total)
+
     def _count_learned(self, masses: Masses, n: int) -> None:
         masses.counter += n
         if masses.counter == self.window_size:
@@ -332,16 +372,35 @@ class Forest:
         """Mass totals of one series' complete points, each taken just before it is learned.
 
         ``points`` is an ``(n, n_features)`` array. Returns the totals (``max_total`` while
-        the first window fills), split only where a window ends.
+        the first window fills). The batch is routed down the trees once and split only
+        where a window ends.
         """
-        totals = np.empty(len(points), dtype=np.float64)
+        n = len(points)
+        if n < _VECTOR_MIN_POINTS:
+            totals = [self.score_learn_one(masses, row) for row in points.tolist()]
+            return np.array(totals, dtype=np.float64).reshape(n)
+        paths = self._paths(points)
+        result = np.empty(n, dtype=np.float64)
         start = 0
-        while start < len(points):
-            chunk = points[start : start + self.window_size - masses.counter]
-            totals[start : start + len(chunk)] = self.totals_many(masses, chunk)
-            self.learn_many(masses, chunk)
-            start += len(chunk)
-        return totals
+        while start < n:
+            end = min(n, start + self.window_size - masses.counter)
+            part = paths[:, :, start:end]
+            if masses.first_window:
+                result[start:end] = self.max_total
+            else:
+                result[start:end] = self._totals(np.full(end - start, masses.slot), part)
+            self._learn_single(masses, part)
+            start = end
+        return result
+
+    def _learn_single(self, masses: Masses, paths: npt.NDArray[np.intp]) -> None:
+        """Learn one series' routed points, which fit in its current window."""
+        visits = np.bincount(
+            (paths + self._tree_offsets).reshape(-1), minlength=self.store.row_size
+        )
+        live = self.store.live[masses.slot]
+        np.add(live, visits, out=live, casting="unsafe")
+        self._count_learned(masses, paths.shape[2])
 
     def totals_many(self, masses: Masses, points: FloatArray) -> FloatArray:
         """Totals of one series' complete points against its current reference window."""
@@ -436,27 +495,31 @@ class Forest:
         """Node index at each depth for each tree and point: shape (n_trees, height + 1, n)."""
         s = self.structure
         n = len(points)
+        # Flat arrays and take() instead of multi-dimensional fancy indexing: same result,
+        # a third of the time.
+        values = np.ascontiguousarray(points.T).reshape(-1)
+        column = np.arange(n)
         node = np.zeros((s.n_trees, n), dtype=np.intp)
         paths = np.empty((s.n_trees, s.height + 1, n), dtype=np.intp)
-        trees = np.arange(s.n_trees)[:, None]
-        point_index = np.arange(n)[None, :]
         for depth in range(s.height):
             paths[:, depth] = node
-            feature = s.split_feature[trees, node]
-            value = points[point_index, feature]
+            branch = node + self._branch_offsets
+            value = values.take(self._flat_split_feature.take(branch) * n + column)
             # river goes left iff value < threshold, so NaN goes right.
-            go_right = ~(value < s.split_threshold[trees, node])
-            node = 2 * node + 1 + go_right
+            go_right = ~(value < self._flat_split_threshold.take(branch))
+            node = 2 * node + 1
+            node += go_right
         paths[:, s.height] = node
         return paths
 
     def _totals(self, slots: npt.NDArray[np.intp], paths: npt.NDArray[np.intp]) -> FloatArray:
-        mass = self.store.reference[slots[None, None, :], paths + self._tree_offsets]
+        flat = paths + self._tree_offsets
+        flat += (slots * self.store.row_size)[None, None, :]
+        mass = self.store.reference.reshape(-1).take(flat)
         # A node counts only if every node above it on the path had enough mass.
         enough = mass >= self.size_limit
-        reached = np.ones_like(enough)
-        reached[:, 1:] = np.cumprod(enough[:, :-1], axis=1, dtype=bool)
-        weighted = mass.astype(np.int64) * self._depth_weights * reached
+        weighted = mass * self._depth_weights
+        weighted[:, 1:] *= np.logical_and.accumulate(enough, axis=1)[:, :-1]
         result: FloatArray = weighted.sum(axis=(0, 1)).astype(np.float64)
         return result
 
@@ -538,17 +601,22 @@ class HalfSpaceTrees:
             assert self._forest is not None and self._masses is not None
             forest, masses = self._forest, self._masses
             names = forest.structure.features
+            if len(points) - start < _VECTOR_MIN_POINTS:
+                for point in points[start:]:
+                    row = [point.get(name) for name in names]
+                    scores.append(forest.to_score(forest.score_learn_one(masses, row)))
+                return scores
             # Gather the longest run of complete points and score it as one array.
-            end = start
-            while end < len(points) and all(name in points[end] for name in names):
-                end += 1
-            if end > start:
-                rows = np.array(
-                    [[p[name] for name in names] for p in points[start:end]], dtype=np.float64
-                )
-                totals = forest.score_learn_many(masses, rows)
+            rows: list[list[float]] = []
+            for point in points[start:]:
+                try:
+                    rows.append([point[name] for name in names])
+                except KeyError:
+                    break
+            if rows:
+                totals = forest.score_learn_many(masses, np.array(rows, dtype=np.float64))
                 scores.extend(forest.to_score(total) for total in totals.tolist())
-                start = end
+                start += len(rows)
             else:
                 scores.append(self.score_one(points[start]))
                 self.learn_one(points[start])

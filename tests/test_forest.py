@@ -133,3 +133,17 @@ def test_batch_learning_equals_point_by_point_for_near_and_far_rows(spread: int)
         single_forest.learn_one(single_owners[i], row)
     assert np.array_equal(batch_forest.store.live, single_forest.store.live)
     assert [o.counter for o in batch_owners] == [o.counter for o in single_owners]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_small_batches_with_missing_features_equal_river(batch: int) -> None:
+    """Small batches take the single walk that scores and learns at once, missing
+    features and NaN included."""
+    points = mixed_stream(6_000, seed=77, missing=0.1, nan=0.02)
+    params = {"n_trees": 10, "height": 8, "window_size": 100, "seed": 3}
+    expected = river_scores(points, **params)
+    model = HalfSpaceTrees(**params)
+    got: list[float] = []
+    for start in range(0, len(points), batch):
+        got.extend(model.score_learn_many(points[start : start + batch]))
+    assert got == expected
