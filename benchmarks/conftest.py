@@ -30,7 +30,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if session is None or not session.benchmarks:
         return
     baselines = {
-        b.extra_info["baseline_key"]: b for b in session.benchmarks if "baseline_key" in b.extra_info
+        b.extra_info["baseline_key"]: b
+        for b in session.benchmarks
+        if "baseline_key" in b.extra_info
     }
     ours = [b for b in session.benchmarks if "row" in b.extra_info]
     if not ours:

@@ -78,6 +78,4 @@ def test_ours_score_learn_many(benchmark: Any, config: tuple[int, int, int], bat
         units="points",
         per_round=len(timed),
     )
-    benchmark.pedantic(
-        run, setup=lambda: ((warmed(HalfSpaceTrees, config, warmup),), {}), rounds=3
-    )
+    benchmark.pedantic(run, setup=lambda: ((warmed(HalfSpaceTrees, config, warmup),), {}), rounds=3)

@@ -138,18 +138,26 @@ def _build_padded(
 
 
 class MassStore:
-    """The masses of every series of one forest, one row per series, in two 2-D arrays.
+    """The window state of every series of one forest, one row per series.
 
-    Keeping all series in one array lets a batch that mixes many series be scored and learned
-    with one fancy-indexing step instead of a NumPy call per series. Rows are allocated as
-    series appear, reused after a series is released, and the arrays grow by half when full
-    (fresh rows come from ``np.zeros``, whose pages cost no memory until touched).
+    A point's path down a tree is fixed by the leaf it reaches, and every node's mass is the
+    sum of the leaf counts below it, so a series keeps only leaf counts: ``live`` for the window
+    being filled and ``reference`` for the last complete one, ``n_trees * 2**height`` each.
+    ``leaf_total`` holds, for each leaf, river's score sum along the path to it, computed from
+    the reference once per window; scoring a point is then one lookup per tree.
+
+    All series sit in the same arrays so that a batch mixing many series is scored and learned
+    in one vectorised step. Rows are handed out as series appear, reused after a release, and
+    the arrays grow by half when full (fresh rows come from ``np.zeros``, whose pages cost no
+    memory until touched).
     """
 
-    def __init__(self, row_size: int, capacity: int = 16) -> None:
+    def __init__(self, row_size: int, total_dtype: type[np.integer], capacity: int = 16) -> None:
         self.row_size = row_size
-        self.live = np.zeros((capacity, row_size), dtype=np.int32)  # l_mass
-        self.reference = np.zeros((capacity, row_size), dtype=np.int32)  # r_mass
+        self.total_dtype = total_dtype
+        self.live = np.zeros((capacity, row_size), dtype=np.int32)
+        self.reference = np.zeros((capacity, row_size), dtype=np.int32)
+        self.leaf_total = np.zeros((capacity, row_size), dtype=total_dtype)
         self.version = 0  # bumped when the arrays are reallocated
         self._free: list[int] = []
         self._used = 0
@@ -159,9 +167,10 @@ class MassStore:
             return self._free.pop()
         if self._used == len(self.live):
             capacity = max(16, len(self.live) + len(self.live) // 2)
-            for name in ("live", "reference"):
-                grown = np.zeros((capacity, self.row_size), dtype=np.int32)
-                grown[: self._used] = getattr(self, name)[: self._used]
+            for name in ("live", "reference", "leaf_total"):
+                old = getattr(self, name)
+                grown = np.zeros((capacity, self.row_size), dtype=old.dtype)
+                grown[: self._used] = old[: self._used]
                 setattr(self, name, grown)
             self.version += 1
         self._used += 1
@@ -170,32 +179,36 @@ class MassStore:
     def release(self, slot: int) -> None:
         self.live[slot] = 0
         self.reference[slot] = 0
+        self.leaf_total[slot] = 0
         self._free.append(slot)
+
+    @property
+    def bytes_per_row(self) -> int:
+        return self.row_size * (2 * 4 + np.dtype(self.total_dtype).itemsize)
 
 
 @dataclass(frozen=True)
 class Routed:
-    """A batch of points and, for a batch large enough to vectorise, the node each point
-    reaches at each depth of each tree (shape ``(n_trees, height + 1, n)``)."""
+    """A batch of points and, for a batch large enough to vectorise, the leaf each point
+    reaches in each tree (shape ``(n_trees, n)``)."""
 
     points: FloatArray
-    paths: npt.NDArray[np.intp] | None = None
+    leaves: npt.NDArray[np.intp] | None = None
 
     def select(self, positions: Sequence[int]) -> Routed:
         """The routed subset at ``positions`` (routing depends only on the point)."""
         points = self.points[positions]
-        if self.paths is None or len(positions) < _VECTOR_MIN_POINTS:
+        if self.leaves is None or len(positions) < _VECTOR_MIN_POINTS:
             return Routed(points)
-        return Routed(points, self.paths[:, :, positions])
+        return Routed(points, self.leaves[:, positions])
 
 
 @dataclass(eq=False)
 class Masses:
     """What one series owns: its row in the store, the window counter and the window state.
 
-    ``l_mass`` (the window being filled) and ``r_mass`` (the reference window) are memoryviews
-    on that row for the per-point walk, where indexing a memoryview is several times faster
-    than indexing a NumPy array; :meth:`views` gives the same memory as NumPy arrays.
+    ``live`` and ``leaf_total`` are also offered as memoryviews for the per-point walk, where
+    indexing a memoryview is several times faster than indexing a NumPy array.
     """
 
     store: MassStore
@@ -204,33 +217,28 @@ class Masses:
     first_window: bool = True
     windows: int = 0
     """Windows completed so far; identifies the reference window in force."""
+    typical: float = 0.0
+    """Mean mass total of a reference point (see :meth:`Forest.typical_total`)."""
     _lists: tuple[int, memoryview, memoryview] | None = field(default=None, repr=False)
 
-    def views(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    def arrays(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """The live and reference leaf counts as NumPy views on the store."""
         return self.store.live[self.slot], self.store.reference[self.slot]
 
     def lists(self) -> tuple[memoryview, memoryview]:
+        """Memoryviews on the live leaf counts and the leaf totals."""
         if self._lists is None or self._lists[0] != self.store.version:
-            live, reference = self.views()
             self._lists = (
                 self.store.version,
-                memoryview(live),  # type: ignore[arg-type]
-                memoryview(reference),  # type: ignore[arg-type]
+                memoryview(self.store.live[self.slot]),  # type: ignore[arg-type]
+                memoryview(self.store.leaf_total[self.slot]),  # type: ignore[arg-type]
             )
         return self._lists[1], self._lists[2]
 
     @property
-    def l_mass(self) -> memoryview:
-        return self.lists()[0]
-
-    @property
-    def r_mass(self) -> memoryview:
-        return self.lists()[1]
-
-    @property
     def nbytes(self) -> int:
-        """Memory of this series' masses."""
-        return 2 * self.store.row_size * self.store.live.itemsize
+        """Memory of this series' window state."""
+        return self.store.bytes_per_row
 
 
 class Forest:
@@ -246,12 +254,14 @@ class Forest:
         self.window_size = window_size
         self.size_limit = SIZE_LIMIT_FRACTION * window_size
         self.max_total = structure.n_trees * window_size * structure.n_nodes
-        self.store = MassStore(structure.n_trees * structure.n_nodes)
-        self._tree_offsets = (np.arange(structure.n_trees) * structure.n_nodes)[:, None, None]
+        self.n_leaves = 1 << structure.height
+        per_tree_max = window_size * structure.n_nodes
+        total_dtype = np.int32 if per_tree_max * structure.n_trees < 2**31 else np.int64
+        self.store = MassStore(structure.n_trees * self.n_leaves, total_dtype)
+        self._leaf_offsets = (np.arange(structure.n_trees) * self.n_leaves)[:, None]
         self._branch_offsets = (np.arange(structure.n_trees) * structure.n_branches)[:, None]
         self._flat_split_feature = structure.split_feature.reshape(-1)
         self._flat_split_threshold = structure.split_threshold.reshape(-1)
-        self._depth_weights = (1 << np.arange(structure.height + 1, dtype=np.int64))[None, :, None]
 
     def new_masses(self) -> Masses:
         return Masses(self.store, self.store.allocate())
@@ -266,105 +276,139 @@ class Forest:
 
     # -- one point at a time (plain Python over flat arrays) ---------------------------------
 
-    # total_one and learn_one repeat the step to the next node on purpose: it is the hot loop of
-    # single-point scoring, and a function call per node would cost more than the walk itself.
+    def _leaf_of(self, masses: Masses, tree: int, point: Sequence[float | None]) -> int:
+        """The leaf a point reaches in one tree, routing a missing feature as river does:
+        to the child whose subtree has learned more points in this window (ties left)."""
+        s = self.structure
+        features, thresholds = s.flat_feature, s.flat_threshold
+        branch_base = tree * s.n_branches
+        node = 0
+        for depth in range(s.height):
+            value = point[features[branch_base + node]]
+            if value is None:
+                left = 2 * node + 1
+                node = (
+                    left + 1
+                    if self._subtree_mass(masses, tree, left, depth + 1)
+                    < (self._subtree_mass(masses, tree, left + 1, depth + 1))
+                    else left
+                )
+            else:
+                node = 2 * node + 1 if value < thresholds[branch_base + node] else 2 * node + 2
+        return node - s.n_branches
+
+    def _subtree_mass(self, masses: Masses, tree: int, node: int, depth: int) -> int:
+        """A node's live mass: the live counts of the leaves below it (a contiguous range)."""
+        span = 1 << (self.structure.height - depth)
+        first = (node - ((1 << depth) - 1)) * span + tree * self.n_leaves
+        live, _ = masses.arrays()
+        return int(live[first : first + span].sum())
+
+    def score_learn_one(self, masses: Masses, point: Sequence[float | None]) -> float:
+        """The mass total river's ``score_one`` gives, then ``learn_one``: one walk per tree.
+
+        Scoring reads only the reference window, and where a missing feature routes by live
+        masses the point has not been counted yet, exactly as in separate calls.
+        """
+        total = self.total_one(masses, point)
+        self.learn_one(masses, point)
+        return total
 
     def total_one(self, masses: Masses, point: Sequence[float | None]) -> float:
         """The mass total river's ``score_one`` is built from (``max_total`` in the first
         window, which scores 0)."""
         if masses.first_window:
             return float(self.max_total)
-        s = self.structure
-        features, thresholds = s.flat_feature, s.flat_threshold
-        l_mass, r_mass = masses.lists()
-        n_nodes, n_branches, height = s.n_nodes, s.n_branches, s.height
-        size_limit = self.size_limit
-        total = 0
-        for tree in range(s.n_trees):
-            base, branch_base = tree * n_nodes, tree * n_branches
-            node = 0
-            weight = 1
-            for _ in range(height):
-                mass = r_mass[base + node]
-                total += mass * weight
-                if mass < size_limit:
-                    break
-                value = point[features[branch_base + node]]
-                if value is None:
-                    left = 2 * node + 1
-                    node = left + 1 if l_mass[base + left] < l_mass[base + left + 1] else left
-                else:
-                    node = 2 * node + 1 if value < thresholds[branch_base + node] else 2 * node + 2
-                weight <<= 1
-            else:
-                total += r_mass[base + node] * weight
-        return float(total)
+        _, leaf_total = masses.lists()
+        if None in point:
+            leaves = [self._leaf_of(masses, t, point) for t in range(self.structure.n_trees)]
+        else:
+            leaves = self._leaves_one(point)
+        n_leaves = self.n_leaves
+        return float(sum(leaf_total[t * n_leaves + leaf] for t, leaf in enumerate(leaves)))
 
     def learn_one(self, masses: Masses, point: Sequence[float | None]) -> None:
-        s = self.structure
-        features, thresholds = s.flat_feature, s.flat_threshold
-        l_mass, _ = masses.lists()
-        n_nodes, n_branches, height = s.n_nodes, s.n_branches, s.height
-        for tree in range(s.n_trees):
-            base, branch_base = tree * n_nodes, tree * n_branches
-            node = 0
-            for _ in range(height):
-                l_mass[base + node] += 1
-                value = point[features[branch_base + node]]
-                if value is None:
-                    left = 2 * node + 1
-                    node = left + 1 if l_mass[base + left] < l_mass[base + left + 1] else left
-                else:
-                    node = 2 * node + 1 if value < thresholds[branch_base + node] else 2 * node + 2
-            l_mass[base + node] += 1
+        live, _ = masses.lists()
+        n_leaves = self.n_leaves
+        if None in point:
+            # Route tree by tree: a missing feature's route depends on this tree's live masses.
+            for tree in range(self.structure.n_trees):
+                live[tree * n_leaves + self._leaf_of(masses, tree, point)] += 1
+        else:
+            for tree, leaf in enumerate(self._leaves_one(point)):
+                live[tree * n_leaves + leaf] += 1
         self._count_learned(masses, 1)
 
-    def score_learn_one(self, masses: Masses, point: Sequence[float | None]) -> float:
-        """``total_one`` then ``learn_one`` in a single walk down each tree.
-
-        Exact: scoring reads only ``r_mass``, and where a missing feature routes by the
-        children's ``l_mass`` they have not been incremented yet, just as in separate walks.
-        """
-        if masses.first_window:
-            self.learn_one(masses, point)
-            return float(self.max_total)
+    def _leaves_one(self, point: Sequence[float | None]) -> list[int]:
+        """The leaf a complete point reaches in every tree."""
         s = self.structure
         features, thresholds = s.flat_feature, s.flat_threshold
-        l_mass, r_mass = masses.lists()
-        n_nodes, n_branches, height = s.n_nodes, s.n_branches, s.height
-        size_limit = self.size_limit
-        total = 0
-        for tree in range(s.n_trees):
-            base, branch_base = tree * n_nodes, tree * n_branches
+        n_branches, height = s.n_branches, s.height
+        leaves = []
+        for branch_base in range(0, s.n_trees * n_branches, n_branches):
             node = 0
-            weight = 1  # 0 once the score walk has stopped
             for _ in range(height):
-                l_mass[base + node] += 1
-                if weight:
-                    mass = r_mass[base + node]
-                    total += mass * weight
-                    weight = 0 if mass < size_limit else weight << 1
-                value = point[features[branch_base + node]]
-                if value is None:
-                    left = 2 * node + 1
-                    node = left + 1 if l_mass[base + left] < l_mass[base + left + 1] else left
-                else:
-                    node = 2 * node + 1 if value < thresholds[branch_base + node] else 2 * node + 2
-            l_mass[base + node] += 1
-            if weight:
-                total += r_mass[base + node] * weight
-        self._count_learned(masses, 1)
-        return float(total)
+                at = branch_base + node
+                node = 2 * node + 1 if point[features[at]] < thresholds[at] else 2 * node + 2  # type: ignore[operator]
+            leaves.append(node - n_branches)
+        return leaves
 
     def _count_learned(self, masses: Masses, n: int) -> None:
         masses.counter += n
         if masses.counter == self.window_size:
-            live, reference = masses.views()
+            live, reference = masses.arrays()
             reference[:] = live
             live[:] = 0
             masses.first_window = False
             masses.counter = 0
             masses.windows += 1
+            masses.typical = self._refresh_totals(masses)
+
+    def _refresh_totals(self, masses: Masses) -> float:
+        """Recompute the leaf totals from a new reference window; return the typical total.
+
+        river's walk adds ``r_mass * 2**depth`` for every node on the path down to the first
+        node whose mass is below the size limit. Going down level by level, a node counts if
+        its parent counted and had enough mass; each leaf's total is the sum over its path.
+        A node's mass is a difference of running sums of the leaf counts below it, so only
+        the levels above the point where nothing counts any more are ever computed.
+        """
+        s = self.structure
+        _, reference = masses.arrays()
+        # At most window_size leaves per tree hold anything: work from those alone.
+        cells = np.flatnonzero(reference)
+        weights = reference[cells].astype(np.float64)
+        tree_of, leaf_of = np.divmod(cells, self.n_leaves)
+        prefix = np.zeros((s.n_trees, 1), dtype=np.int64)
+        counts = np.ones((s.n_trees, 1), dtype=bool)
+        typical = 0
+        for depth in range(s.height + 1):
+            width = 1 << depth
+            span = 1 << (s.height - depth)
+            node = tree_of * width + (leaf_of >> (s.height - depth))
+            mass = np.bincount(node, weights=weights, minlength=s.n_trees * width)
+            mass = mass.astype(np.int64).reshape(s.n_trees, width)
+            if depth:
+                prefix = np.repeat(prefix, 2, axis=1)
+                counts = np.repeat(counts, 2, axis=1)
+            term = mass * counts
+            prefix += term << depth
+            typical += int((term * mass).sum()) << depth
+            counts &= mass >= self.size_limit
+            if depth < s.height and not counts.any():
+                # Nothing below counts any more: every leaf inherits its ancestor's total.
+                prefix = np.repeat(prefix, span, axis=1)
+                break
+        self.store.leaf_total[masses.slot] = prefix.reshape(-1)
+        return typical / self.window_size
+
+    def typical_total(self, masses: Masses) -> float:
+        """The mean mass total of a point drawn from the reference window.
+
+        A reference point reaches node ``k`` with probability ``r_mass[k] / window_size``, so
+        the mean is a sum over nodes; it is what the calibrated score compares a point with.
+        """
+        return masses.typical
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -379,28 +423,21 @@ class Forest:
         if n < _VECTOR_MIN_POINTS:
             totals = [self.score_learn_one(masses, row) for row in points.tolist()]
             return np.array(totals, dtype=np.float64).reshape(n)
-        paths = self._paths(points)
+        leaves = self._leaves(points)
         result = np.empty(n, dtype=np.float64)
         start = 0
         while start < n:
             end = min(n, start + self.window_size - masses.counter)
-            part = paths[:, :, start:end]
+            part = leaves[:, start:end]
+            slots = np.full(end - start, masses.slot)
             if masses.first_window:
                 result[start:end] = self.max_total
             else:
-                result[start:end] = self._totals(np.full(end - start, masses.slot), part)
-            self._learn_single(masses, part)
+                result[start:end] = self._totals(slots, part)
+            self._add_visits(part, slots)
+            self._count_learned(masses, end - start)
             start = end
         return result
-
-    def _learn_single(self, masses: Masses, paths: npt.NDArray[np.intp]) -> None:
-        """Learn one series' routed points, which fit in its current window."""
-        visits = np.bincount(
-            (paths + self._tree_offsets).reshape(-1), minlength=self.store.row_size
-        )
-        live = self.store.live[masses.slot]
-        np.add(live, visits, out=live, casting="unsafe")
-        self._count_learned(masses, paths.shape[2])
 
     def totals_many(self, masses: Masses, points: FloatArray) -> FloatArray:
         """Totals of one series' complete points against its current reference window."""
@@ -418,7 +455,7 @@ class Forest:
         """Walk a batch of complete points down every tree once, for scoring and learning."""
         if len(points) < _VECTOR_MIN_POINTS:
             return Routed(points)
-        return Routed(points, self._paths(points))
+        return Routed(points, self._leaves(points))
 
     def totals_multi(self, owners: Sequence[Masses], points: FloatArray | Routed) -> FloatArray:
         """Totals of complete points, each against its own series' reference window.
@@ -428,12 +465,11 @@ class Forest:
         """
         routed = points if isinstance(points, Routed) else self.route(points)
         n = len(routed.points)
-        if routed.paths is None:
-            return np.array(
-                [self.total_one(owner, row) for owner, row in zip(owners, routed.points.tolist())],
-                dtype=np.float64,
-            ).reshape(n)
-        totals = self._totals(self._slots(owners), routed.paths)
+        if routed.leaves is None:
+            rows = routed.points.tolist()
+            totals = [self.total_one(owner, row) for owner, row in zip(owners, rows, strict=True)]
+            return np.array(totals, dtype=np.float64).reshape(n)
+        totals = self._totals(self._slots(owners), routed.leaves)
         first = [i for i, owner in enumerate(owners) if owner.first_window]
         if first:
             totals[first] = self.max_total
@@ -446,15 +482,13 @@ class Forest:
         (``window_size - counter``); a window that fills exactly is ended.
         """
         routed = points if isinstance(points, Routed) else self.route(points)
-        if routed.paths is None:
-            for owner, row in zip(owners, routed.points.tolist()):
+        if routed.leaves is None:
+            for owner, row in zip(owners, routed.points.tolist(), strict=True):
                 self.learn_one(owner, row)
             return
         slot_of_point = self._slots(owners)
-        slots, first, local, counts = np.unique(
-            slot_of_point, return_index=True, return_inverse=True, return_counts=True
-        )
-        self._add_visits(routed.paths, slot_of_point, slots, local.reshape(-1))
+        self._add_visits(routed.leaves, slot_of_point)
+        _, first, counts = np.unique(slot_of_point, return_index=True, return_counts=True)
         for position, count in zip(first.tolist(), counts.tolist(), strict=True):
             owner = owners[position]
             if owner.counter + count > self.window_size:
@@ -462,37 +496,33 @@ class Forest:
             self._count_learned(owner, count)
 
     def _add_visits(
-        self,
-        paths: npt.NDArray[np.intp],
-        slot_of_point: npt.NDArray[np.intp],
-        slots: npt.NDArray[np.intp],
-        local: npt.NDArray[np.intp],
+        self, leaves: npt.NDArray[np.intp], slot_of_point: npt.NDArray[np.intp]
     ) -> None:
-        """Add one to ``l_mass`` of every node on every path: a bincount per batch, which is
-        several times faster than ``np.add.at``.
+        """Count each point at its leaf in every tree.
 
-        When the batch's rows lie close together (the usual case: series get rows in order of
-        appearance) the counts go straight into that contiguous block of the store; otherwise
-        into the touched rows only, through fancy indexing.
+        A bincount over the batch's block of rows when that block is small next to the batch
+        (the usual case: series get rows in order of appearance); otherwise the distinct
+        cells are counted and added through fancy indexing. Both beat ``np.add.at`` by far.
         """
         row_size = self.store.row_size
-        flat = paths + self._tree_offsets
-        low, high = int(slots[0]), int(slots[-1]) + 1
+        flat = leaves + self._leaf_offsets
+        low, high = int(slot_of_point.min()), int(slot_of_point.max()) + 1
         if (high - low) * row_size <= 8 * flat.size:
-            flat += ((slot_of_point - low) * row_size)[None, None, :]
-            visits = np.bincount(flat.ravel(), minlength=(high - low) * row_size)
+            flat += ((slot_of_point - low) * row_size)[None, :]
+            visits = np.bincount(flat.reshape(-1), minlength=(high - low) * row_size)
             block = self.store.live[low:high].reshape(-1)
             np.add(block, visits, out=block, casting="unsafe")
         else:
-            flat += (local * row_size)[None, None, :]
-            visits = np.bincount(flat.ravel(), minlength=len(slots) * row_size)
-            self.store.live[slots] += visits.reshape(len(slots), row_size).astype(np.int32)
+            flat += (slot_of_point * row_size)[None, :]
+            cells, counts = np.unique(flat, return_counts=True)
+            live = self.store.live.reshape(-1)
+            live[cells] += counts.astype(np.int32)
 
     def _slots(self, owners: Sequence[Masses]) -> npt.NDArray[np.intp]:
         return np.fromiter((owner.slot for owner in owners), dtype=np.intp, count=len(owners))
 
-    def _paths(self, points: FloatArray) -> npt.NDArray[np.intp]:
-        """Node index at each depth for each tree and point: shape (n_trees, height + 1, n)."""
+    def _leaves(self, points: FloatArray) -> npt.NDArray[np.intp]:
+        """The leaf each point reaches in each tree: shape (n_trees, n)."""
         s = self.structure
         n = len(points)
         # Flat arrays and take() instead of multi-dimensional fancy indexing: same result,
@@ -500,46 +530,22 @@ class Forest:
         values = np.ascontiguousarray(points.T).reshape(-1)
         column = np.arange(n)
         node = np.zeros((s.n_trees, n), dtype=np.intp)
-        paths = np.empty((s.n_trees, s.height + 1, n), dtype=np.intp)
-        for depth in range(s.height):
-            paths[:, depth] = node
+        for _ in range(s.height):
             branch = node + self._branch_offsets
             value = values.take(self._flat_split_feature.take(branch) * n + column)
             # river goes left iff value < threshold, so NaN goes right.
             go_right = ~(value < self._flat_split_threshold.take(branch))
             node = 2 * node + 1
             node += go_right
-        paths[:, s.height] = node
-        return paths
+        node -= s.n_branches
+        return node
 
-    def _totals(self, slots: npt.NDArray[np.intp], paths: npt.NDArray[np.intp]) -> FloatArray:
-        flat = paths + self._tree_offsets
-        flat += (slots * self.store.row_size)[None, None, :]
-        mass = self.store.reference.reshape(-1).take(flat)
-        # A node counts only if every node above it on the path had enough mass.
-        enough = mass >= self.size_limit
-        weighted = mass * self._depth_weights
-        weighted[:, 1:] *= np.logical_and.accumulate(enough, axis=1)[:, :-1]
-        result: FloatArray = weighted.sum(axis=(0, 1)).astype(np.float64)
+    def _totals(self, slots: npt.NDArray[np.intp], leaves: npt.NDArray[np.intp]) -> FloatArray:
+        flat = leaves + self._leaf_offsets
+        flat += (slots * self.store.row_size)[None, :]
+        per_tree = self.store.leaf_total.reshape(-1).take(flat)
+        result: FloatArray = per_tree.sum(axis=0, dtype=np.int64).astype(np.float64)
         return result
-
-    def typical_total(self, masses: Masses) -> float:
-        """The mean mass total of a point drawn from the reference window.
-
-        A reference point reaches node ``k`` with probability ``r_mass[k] / window_size``, so
-        the mean is a sum over nodes; it is what the calibrated score compares a point with.
-        """
-        s = self.structure
-        _, reference = masses.views()
-        mass = reference.reshape(s.n_trees, s.n_nodes).astype(np.float64)
-        enough = mass >= self.size_limit
-        reached = np.ones_like(enough)
-        for depth in range(1, s.height + 1):
-            level = np.arange((1 << depth) - 1, (1 << (depth + 1)) - 1)
-            parents = (level - 1) // 2
-            reached[:, level] = reached[:, parents] & enough[:, parents]
-        weights = np.exp2(s.node_depth)[None, :]
-        return float((reached * mass * mass * weights).sum() / self.window_size)
 
 
 class HalfSpaceTrees:
