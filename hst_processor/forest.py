@@ -230,8 +230,8 @@ class Masses:
         if self._lists is None or self._lists[0] != self.store.version:
             self._lists = (
                 self.store.version,
-                memoryview(self.store.live[self.slot]),  # type: ignore[arg-type]
-                memoryview(self.store.leaf_total[self.slot]),  # type: ignore[arg-type]
+                memoryview(self.store.live[self.slot]),
+                memoryview(self.store.leaf_total[self.slot]),
             )
         return self._lists[1], self._lists[2]
 
@@ -467,8 +467,8 @@ class Forest:
         n = len(routed.points)
         if routed.leaves is None:
             rows = routed.points.tolist()
-            totals = [self.total_one(owner, row) for owner, row in zip(owners, rows, strict=True)]
-            return np.array(totals, dtype=np.float64).reshape(n)
+            each = [self.total_one(owner, row) for owner, row in zip(owners, rows, strict=True)]
+            return np.array(each, dtype=np.float64).reshape(n)
         totals = self._totals(self._slots(owners), routed.leaves)
         first = [i for i, owner in enumerate(owners) if owner.first_window]
         if first:
