@@ -37,9 +37,11 @@ __all__ = [
     "Metric",
     "Unsigned",
     "enrich",
+    "enrich_text",
     "escape_field_key",
     "escape_tag",
     "format_float",
+    "insert_position",
     "is_blank",
     "is_comment",
     "parse_metric",
@@ -71,8 +73,6 @@ _FLOAT_ENDINGS = frozenset("0123456789.")
 _TIMESTAMP_RE = re.compile(r"-?[0-9]{1,19}")
 _TRUE = frozenset({"true", "TRUE", "True", "T", "t"})
 _FALSE = frozenset({"false", "FALSE", "False", "F", "f"})
-# A metric containing none of these can be parsed by splitting on single characters.
-_NEEDS_CAREFUL_PATH = re.compile(r'["\\\t\v\f\r]')
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _UINT64_MAX = 2**64 - 1
@@ -104,7 +104,10 @@ class Metric:
 
 def parse_metric(text: str) -> Metric:
     """Parse one metric (no line terminator) or raise :class:`LineProtocolError`."""
-    if _NEEDS_CAREFUL_PATH.search(text) is None:
+    # Six substring tests are several times faster than one regex search for these characters.
+    if not (
+        '"' in text or "\\" in text or "\t" in text or "\v" in text or "\f" in text or "\r" in text
+    ):
         parts = text.split(" ")
         if 2 <= len(parts) <= 3 and all(parts):
             return _parse_simple(text, parts)
@@ -133,9 +136,30 @@ def _parse_simple(text: str, parts: list[str]) -> Metric:
         key, equals, value = pair.partition("=")
         if not key or not equals or "=" in value:
             raise LineProtocolError("expected field", series_end + 1 + field_set.find(pair))
+        # Floats are most fields: take them here; _field_value has the rules for the rest.
+        if (
+            value[-1:] in _FLOAT_ENDINGS
+            and value.isascii()
+            and value[0] != "+"
+            and "_" not in value
+        ):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if number - number == 0:
+                    fields[key] = number
+                    continue
         fields[key] = _field_value(value, series_end + 1 + field_set.find(pair) + len(key) + 1)
     fields_end = series_end + 1 + len(field_set)
-    timestamp = _timestamp(parts[2], fields_end + 1) if len(parts) == 3 else None
+    timestamp = None
+    if len(parts) == 3:
+        stamp = parts[2]
+        if stamp.isdigit() and stamp.isascii() and len(stamp) < 19:
+            timestamp = int(stamp)  # the usual case: positive, well inside int64
+        else:
+            timestamp = _timestamp(stamp, fields_end + 1)
     return Metric(text, measurement, tags, fields, timestamp, tag_starts, series_end, fields_end)
 
 
@@ -408,6 +432,25 @@ def format_float(value: float) -> str:
     return text
 
 
+def insert_position(metric: Metric, key: str) -> int:
+    """Where a tag with this (unescaped) key goes: before the first existing tag whose key
+    sorts after it, so sorted input stays sorted, and after an existing tag of the same key,
+    so that ours wins under Telegraf's later-wins rule."""
+    for existing_key, comma in metric.tag_starts:
+        if existing_key > key:
+            return comma
+    return metric.series_end
+
+
+def enrich_text(metric: Metric, tag_key: str, tag_text: str, fields_text: str) -> str:
+    """The hot path of :func:`enrich` for one tag: the pieces come escaped and formatted
+    (``tag_text`` is ``,key=value``; ``fields_text`` is ``,key=value...`` or empty)."""
+    text = metric.text
+    position = insert_position(metric, tag_key)
+    end = metric.fields_end
+    return text[:position] + tag_text + text[position:end] + fields_text + text[end:]
+
+
 def enrich(
     metric: Metric,
     *,
@@ -423,12 +466,7 @@ def enrich(
     """
     insertions: list[tuple[int, str]] = []
     for key, value in tags:
-        position = metric.series_end
-        for existing_key, comma in metric.tag_starts:
-            if existing_key > key:
-                position = comma
-                break
-        insertions.append((position, f",{escape_tag(key)}={escape_tag(value)}"))
+        insertions.append((insert_position(metric, key), f",{escape_tag(key)}={escape_tag(value)}"))
     if fields:
         added = ",".join(f"{escape_field_key(key)}={value}" for key, value in fields)
         insertions.append((metric.fields_end, "," + added))

@@ -31,7 +31,9 @@ from hst_processor.detector import Detector, Verdict
 from hst_processor.errors import LineProtocolError
 from hst_processor.lineproto import (
     Metric,
-    enrich,
+    enrich_text,
+    escape_field_key,
+    escape_tag,
     format_float,
     is_blank,
     is_comment,
@@ -49,6 +51,8 @@ STALL_SECONDS = 0.2
 READ_SIZE = 1 << 20
 # A preview of a bad metric in a warning; the whole of a 1 MB line helps nobody.
 _PREVIEW = 120
+# First characters of a line that may be blank or a comment (anything else is neither).
+_MAYBE_BLANK_OR_COMMENT = frozenset(" \t\v\f\r\n#")
 
 
 @dataclass
@@ -70,6 +74,13 @@ class Processor:
         self.detector = detector or Detector(config, log)
         self.stats = Stats()
         self._pending = ""
+        # What we insert is the same for every metric but the score: escape it once.
+        output = config.output
+        self._tag_texts: dict[str, str] = {}
+        self._score_prefix = f",{escape_field_key(output.score_field)}="
+        self._raw_prefix = (
+            f",{escape_field_key(output.raw_score_field)}=" if output.raw_score_field else ""
+        )
 
     @property
     def stalled(self) -> bool:
@@ -96,10 +107,13 @@ class Processor:
     def _process(self, chunks: list[str]) -> str:
         bodies: list[str] = []
         metrics: list[Metric | None] = []
+        parse = self._parse
         for chunk in chunks:
-            body = _strip_terminator(chunk)
+            body = chunk[:-1] if chunk[-1:] == "\n" else chunk
+            if body[-1:] == "\r":
+                body = body[:-1]
             bodies.append(body)
-            metrics.append(self._parse(body))
+            metrics.append(parse(body))
         verdicts = self.detector.process(metrics)
         out: list[str] = []
         for chunk, body, metric, verdict in zip(chunks, bodies, metrics, verdicts, strict=True):
@@ -112,11 +126,13 @@ class Processor:
         return "".join(out)
 
     def _parse(self, body: str) -> Metric | None:
-        if is_blank(body):
+        if body and body[0] not in _MAYBE_BLANK_OR_COMMENT:
+            pass  # the usual case: a metric starts with its measurement
+        elif is_blank(body):
             self.stats.blank += 1
             self.log.warn_repeated("blank", "empty line passed through unchanged")
             return None
-        if is_comment(body):
+        elif is_comment(body):
             self.stats.comments += 1
             return None
         if not body.isascii() and _has_undecodable_bytes(body):
@@ -136,13 +152,17 @@ class Processor:
             return None
 
     def _enrich(self, metric: Metric, verdict: Verdict) -> str:
-        output = self.config.output
-        fields: list[tuple[str, str]] = []
+        tag_text = self._tag_texts.get(verdict.tag_value)
+        if tag_text is None:
+            tag_text = self._tag_texts[verdict.tag_value] = (
+                f",{escape_tag(self.config.output.tag)}={escape_tag(verdict.tag_value)}"
+            )
+        fields_text = ""
         if verdict.score is not None:
-            fields.append((output.score_field, format_float(verdict.score)))
-            if output.raw_score_field and verdict.raw_score is not None:
-                fields.append((output.raw_score_field, format_float(verdict.raw_score)))
-        return enrich(metric, tags=[(output.tag, verdict.tag_value)], fields=fields)
+            fields_text = self._score_prefix + format_float(verdict.score)
+            if self._raw_prefix and verdict.raw_score is not None:
+                fields_text += self._raw_prefix + format_float(verdict.raw_score)
+        return enrich_text(metric, self.config.output.tag, tag_text, fields_text)
 
     def summary(self) -> str:
         stats, counters = self.stats, self.detector.counters
@@ -155,14 +175,6 @@ class Processor:
             f"{counters.already_scored} already scored, {len(self.detector.series)} series, "
             f"{counters.evicted} evicted"
         )
-
-
-def _strip_terminator(chunk: str) -> str:
-    if chunk.endswith("\r\n"):
-        return chunk[:-2]
-    if chunk.endswith("\n"):
-        return chunk[:-1]
-    return chunk
 
 
 def _has_undecodable_bytes(text: str) -> bool:
