@@ -368,39 +368,46 @@ class Forest:
         """Recompute the leaf totals from a new reference window; return the typical total.
 
         river's walk adds ``r_mass * 2**depth`` for every node on the path down to the first
-        node whose mass is below the size limit. Going down level by level, a node counts if
-        its parent counted and had enough mass; each leaf's total is the sum over its path.
-        A node's mass is a difference of running sums of the leaf counts below it, so only
-        the levels above the point where nothing counts any more are ever computed.
+        node whose mass is below the size limit. Masses never grow going down a path (a
+        node's mass is the sum of its children's), so a node counts exactly when its parent
+        had enough mass; each leaf's total is the sum over its path. A reference point at a
+        leaf scores that leaf's total, so the typical total is their weighted mean.
         """
-        s = self.structure
         _, reference = masses.arrays()
         # At most window_size leaves per tree hold anything: work from those alone.
         cells = np.flatnonzero(reference)
-        weights = reference[cells].astype(np.float64)
+        counts = reference[cells]
+        leaf_total = self._leaf_totals(cells, counts)
+        self.store.leaf_total[masses.slot] = leaf_total
+        return float(np.dot(counts, leaf_total[cells])) / self.window_size
+
+    def _leaf_totals(
+        self, cells: npt.NDArray[np.intp], counts: npt.NDArray[np.int32]
+    ) -> npt.NDArray[np.int64]:
+        """Level by level from the few leaves that hold anything (at most ``window_size`` per
+        tree), stopping where no node has enough mass left: the cost depends on the window,
+        hardly on the height of the trees."""
+        s = self.structure
+        weights = counts.astype(np.float64)
         tree_of, leaf_of = np.divmod(cells, self.n_leaves)
         prefix = np.zeros((s.n_trees, 1), dtype=np.int64)
         counts = np.ones((s.n_trees, 1), dtype=bool)
-        typical = 0
         for depth in range(s.height + 1):
             width = 1 << depth
-            span = 1 << (s.height - depth)
             node = tree_of * width + (leaf_of >> (s.height - depth))
             mass = np.bincount(node, weights=weights, minlength=s.n_trees * width)
             mass = mass.astype(np.int64).reshape(s.n_trees, width)
             if depth:
                 prefix = np.repeat(prefix, 2, axis=1)
                 counts = np.repeat(counts, 2, axis=1)
-            term = mass * counts
-            prefix += term << depth
-            typical += int((term * mass).sum()) << depth
-            counts &= mass >= self.size_limit
+            prefix += (mass * counts) << depth
+            counts = mass >= self.size_limit
             if depth < s.height and not counts.any():
                 # Nothing below counts any more: every leaf inherits its ancestor's total.
-                prefix = np.repeat(prefix, span, axis=1)
+                prefix = np.repeat(prefix, 1 << (s.height - depth), axis=1)
                 break
-        self.store.leaf_total[masses.slot] = prefix.reshape(-1)
-        return typical / self.window_size
+        result: npt.NDArray[np.int64] = prefix.reshape(-1)
+        return result
 
     def typical_total(self, masses: Masses) -> float:
         """The mean mass total of a point drawn from the reference window.
