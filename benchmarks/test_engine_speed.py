@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hst_processor.forest import HalfSpaceTrees
+from hst_processor.halfspacetrees import HalfSpaceTrees
 
 river_anomaly = pytest.importorskip("river.anomaly")
 

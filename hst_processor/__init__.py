@@ -31,13 +31,13 @@ _LOCATIONS = {
     "ConfigError": "hst_processor.errors",
     "HstProcessorError": "hst_processor.errors",
     "LineProtocolError": "hst_processor.errors",
-    "HalfSpaceTrees": "hst_processor.forest",
+    "HalfSpaceTrees": "hst_processor.halfspacetrees",
 }
 
 if TYPE_CHECKING:
     from hst_processor.config import Config, load_config
     from hst_processor.errors import ConfigError, HstProcessorError, LineProtocolError
-    from hst_processor.forest import HalfSpaceTrees
+    from hst_processor.halfspacetrees import HalfSpaceTrees
 
 
 def __getattr__(name: str) -> Any:

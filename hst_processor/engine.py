@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hst_processor.forest import SIZE_LIMIT_FRACTION, FloatArray, Forest, Routed, tree_structure
+from hst_processor.forest import SIZE_LIMIT_FRACTION, FloatArray, Forest, Routed
+from hst_processor.trees import tree_structure
 
 __all__ = ["Engine", "RiverEngine", "make_engine"]
 

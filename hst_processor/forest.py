@@ -1,140 +1,54 @@
-"""Half-Space Trees with river's exact scores, shared tree structure and batch scoring.
+"""The Half-Space Trees engine: river's exact scores for many series at once.
 
-river's ``HalfSpaceTrees`` is the reference: for the same seed, feature names and limits this
-module builds the very same trees (it replays river's use of :class:`random.Random`) and gives
-the same scores to the last bit. What differs is the layout:
+river's ``HalfSpaceTrees`` is the reference, and for the same trees (:mod:`.trees`) this engine
+gives the same scores to the last bit. What differs is the layout:
 
-* :class:`TreeStructure` holds the split features and thresholds of every tree as flat arrays
-  in heap order (node ``k`` has children ``2k + 1`` and ``2k + 2``). It depends only on the
-  model configuration, so one instance serves every series (:func:`tree_structure` caches it).
-* :class:`Masses` is what one series owns: a row of two integer arrays (``l_mass``, the window
-  being filled; ``r_mass``, the reference window) in the forest's :class:`MassStore`, and the
-  window counter.
-* :class:`Forest` scores and learns batches. Within one window a complete point's score
-  depends only on the reference masses, so a batch is scored in one vectorised step and split
-  only at window boundaries; single points take a plain-Python walk, which beats NumPy's
-  per-call overhead there.
+* a point's path down a tree is fixed by the leaf it reaches, and a node's mass is the sum of
+  the leaf counts below it, so each series keeps only leaf counts (:class:`Masses`, a row of
+  the forest's :class:`MassStore`) and, rebuilt once per window, each leaf's score sum along
+  its path: scoring a point is one lookup per tree;
+* within one window a complete point's score depends only on the reference window, so a batch
+  is routed, scored and learned in a few NumPy operations, split only where a window ends,
+  and a batch may mix any number of series;
+* a small batch takes a plain-Python walk, which beats NumPy's per-call overhead there.
 
-:class:`HalfSpaceTrees` wraps these in river's interface.
-
->>> hst = HalfSpaceTrees(n_trees=5, height=3, window_size=3, seed=42)
->>> for x in [0.5, 0.45, 0.43]:
-...     hst.learn_one({"x": x})
->>> [round(s, 3) for s in hst.score_learn_many([{"x": x} for x in [0.5, 0.45, 0.0]])]
-[0.107, 0.071, 0.853]
+>>> import numpy as np
+>>> from hst_processor.trees import tree_structure
+>>> forest = Forest(tree_structure(5, 3, 42, ("x",)), window_size=3)
+>>> masses = forest.new_masses()
+>>> totals = forest.score_learn_many(masses, np.array([[0.5], [0.45], [0.43], [0.0]]))
+>>> [round(forest.to_score(t), 3) for t in totals.tolist()]
+[0.0, 0.0, 0.0, 0.853]
 """
 
 from __future__ import annotations
 
-import functools
-import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from hst_processor.trees import TreeStructure
+
 __all__ = [
+    "SIZE_LIMIT_FRACTION",
+    "VECTOR_MIN_POINTS",
+    "FloatArray",
     "Forest",
-    "HalfSpaceTrees",
     "MassStore",
     "Masses",
     "Routed",
-    "TreeStructure",
-    "tree_structure",
 ]
 
-# river's magic constants: splits keep 15 % of the range on either side, and the score walk
-# stops at the first node whose reference mass is below 10 % of the window.
-PADDING = 0.15
+# river's magic constant: the score walk stops at the first node whose reference mass is below
+# 10 % of the window.
 SIZE_LIMIT_FRACTION = 0.1
 
 # Below this many points NumPy's fixed cost per call loses to walking the trees in Python.
-_VECTOR_MIN_POINTS = 8
+VECTOR_MIN_POINTS = 8
 
 FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class TreeStructure:
-    """The split features and thresholds of every tree, shared by all series of a model."""
-
-    n_trees: int
-    height: int
-    features: tuple[str, ...]
-    split_feature: npt.NDArray[np.intp]  # (n_trees, n_branches): index into ``features``
-    split_threshold: FloatArray  # (n_trees, n_branches)
-
-    @property
-    def n_nodes(self) -> int:
-        return (1 << (self.height + 1)) - 1
-
-    @property
-    def n_branches(self) -> int:
-        return (1 << self.height) - 1
-
-    @functools.cached_property
-    def flat_feature(self) -> list[int]:
-        """Split features as one Python list, for the per-point walk."""
-        return [int(f) for f in self.split_feature.ravel()]
-
-    @functools.cached_property
-    def flat_threshold(self) -> list[float]:
-        return [float(t) for t in self.split_threshold.ravel()]
-
-    @functools.cached_property
-    def node_depth(self) -> npt.NDArray[np.int64]:
-        return np.floor(np.log2(np.arange(self.n_nodes) + 1)).astype(np.int64)
-
-
-@functools.lru_cache(maxsize=64)
-def tree_structure(
-    n_trees: int,
-    height: int,
-    seed: int,
-    features: tuple[str, ...],
-    limits: tuple[tuple[float, float], ...] | None = None,
-) -> TreeStructure:
-    """Build (once per configuration) the trees river would build for this seed.
-
-    ``features`` must be sorted, as river sorts the first point's keys; ``limits`` gives each
-    feature's ``(low, high)`` in the same order and defaults to the unit box.
-    """
-    if list(features) != sorted(features):
-        raise ValueError("features must be sorted, as river builds its trees over sorted(x)")
-    rng = random.Random(seed)
-    n_branches = 2**height - 1
-    split_feature = np.zeros((n_trees, n_branches), dtype=np.intp)
-    split_threshold = np.zeros((n_trees, n_branches), dtype=np.float64)
-    bounds = list(limits) if limits is not None else [(0.0, 1.0)] * len(features)
-    for tree in range(n_trees):
-        _build_padded(bounds, height, rng, split_feature[tree], split_threshold[tree], 0)
-    split_feature.setflags(write=False)
-    split_threshold.setflags(write=False)
-    return TreeStructure(n_trees, height, features, split_feature, split_threshold)
-
-
-def _build_padded(
-    bounds: list[tuple[float, float]],
-    height: int,
-    rng: random.Random,
-    split_feature: npt.NDArray[np.intp],
-    split_threshold: FloatArray,
-    node: int,
-) -> None:
-    """river's ``make_padded_tree``, preorder, writing into heap-ordered arrays."""
-    if height == 0:
-        return
-    on = rng.choices(range(len(bounds)), weights=[high - low for low, high in bounds])[0]
-    low, high = bounds[on]
-    at = rng.uniform(low + PADDING * (high - low), high - PADDING * (high - low))
-    split_feature[node] = on
-    split_threshold[node] = at
-    bounds[on] = (low, at)
-    _build_padded(bounds, height - 1, rng, split_feature, split_threshold, 2 * node + 1)
-    bounds[on] = (at, high)
-    _build_padded(bounds, height - 1, rng, split_feature, split_threshold, 2 * node + 2)
-    bounds[on] = (low, high)
 
 
 class MassStore:
@@ -198,7 +112,7 @@ class Routed:
     def select(self, positions: Sequence[int]) -> Routed:
         """The routed subset at ``positions`` (routing depends only on the point)."""
         points = self.points[positions]
-        if self.leaves is None or len(positions) < _VECTOR_MIN_POINTS:
+        if self.leaves is None or len(positions) < VECTOR_MIN_POINTS:
             return Routed(points)
         return Routed(points, self.leaves[:, positions])
 
@@ -391,7 +305,7 @@ class Forest:
         weights = counts.astype(np.float64)
         tree_of, leaf_of = np.divmod(cells, self.n_leaves)
         prefix = np.zeros((s.n_trees, 1), dtype=np.int64)
-        counts = np.ones((s.n_trees, 1), dtype=bool)
+        counted = np.ones((s.n_trees, 1), dtype=bool)
         for depth in range(s.height + 1):
             width = 1 << depth
             node = tree_of * width + (leaf_of >> (s.height - depth))
@@ -399,10 +313,10 @@ class Forest:
             mass = mass.astype(np.int64).reshape(s.n_trees, width)
             if depth:
                 prefix = np.repeat(prefix, 2, axis=1)
-                counts = np.repeat(counts, 2, axis=1)
-            prefix += (mass * counts) << depth
-            counts = mass >= self.size_limit
-            if depth < s.height and not counts.any():
+                counted = np.repeat(counted, 2, axis=1)
+            prefix += (mass * counted) << depth
+            counted = mass >= self.size_limit
+            if depth < s.height and not counted.any():
                 # Nothing below counts any more: every leaf inherits its ancestor's total.
                 prefix = np.repeat(prefix, 1 << (s.height - depth), axis=1)
                 break
@@ -427,7 +341,7 @@ class Forest:
         where a window ends.
         """
         n = len(points)
-        if n < _VECTOR_MIN_POINTS:
+        if n < VECTOR_MIN_POINTS:
             totals = [self.score_learn_one(masses, row) for row in points.tolist()]
             return np.array(totals, dtype=np.float64).reshape(n)
         leaves = self._leaves(points)
@@ -460,7 +374,7 @@ class Forest:
 
     def route(self, points: FloatArray) -> Routed:
         """Walk a batch of complete points down every tree once, for scoring and learning."""
-        if len(points) < _VECTOR_MIN_POINTS:
+        if len(points) < VECTOR_MIN_POINTS:
             return Routed(points)
         return Routed(points, self._leaves(points))
 
@@ -553,85 +467,3 @@ class Forest:
         per_tree = self.store.leaf_total.reshape(-1).take(flat)
         result: FloatArray = per_tree.sum(axis=0, dtype=np.int64).astype(np.float64)
         return result
-
-
-class HalfSpaceTrees:
-    """river's ``HalfSpaceTrees`` interface and scores, without river.
-
-    Parameters match river's: ``limits`` maps a feature to its ``(low, high)`` range (default
-    ``(0, 1)``); the trees are built on the first ``learn_one`` over the sorted keys of that
-    point, so a feature absent then is never used.
-    """
-
-    def __init__(
-        self,
-        n_trees: int = 10,
-        height: int = 8,
-        window_size: int = 250,
-        seed: int | None = None,
-        limits: Mapping[str, tuple[float, float]] | None = None,
-    ) -> None:
-        self.n_trees = n_trees
-        self.height = height
-        self.window_size = window_size
-        self.seed = seed if seed is not None else random.randrange(2**32)
-        self.limits = dict(limits or {})
-        self._forest: Forest | None = None
-        self._masses: Masses | None = None
-
-    def _build(self, first: Mapping[str, float]) -> tuple[Forest, Masses]:
-        features = tuple(sorted(first))
-        limits = tuple(self.limits.get(name, (0.0, 1.0)) for name in features)
-        structure = tree_structure(self.n_trees, self.height, self.seed, features, limits)
-        self._forest = Forest(structure, self.window_size)
-        self._masses = self._forest.new_masses()
-        return self._forest, self._masses
-
-    def _row(self, forest: Forest, x: Mapping[str, float]) -> list[float | None]:
-        return [x.get(name) for name in forest.structure.features]
-
-    def learn_one(self, x: Mapping[str, float]) -> None:
-        forest, masses = (
-            (self._forest, self._masses) if self._forest and self._masses else self._build(x)
-        )
-        forest.learn_one(masses, self._row(forest, x))
-
-    def score_one(self, x: Mapping[str, float]) -> float:
-        if self._forest is None or self._masses is None:
-            return 0.0
-        # In the first window total_one gives max_total, which scores 0 as river does.
-        return self._forest.to_score(
-            self._forest.total_one(self._masses, self._row(self._forest, x))
-        )
-
-    def score_learn_many(self, points: Sequence[Mapping[str, float]]) -> list[float]:
-        """For each point in order, its score just before it is learned."""
-        scores: list[float] = []
-        start = 0
-        while start < len(points):
-            if self._forest is None or self._masses is None:
-                self._build(points[start])
-            assert self._forest is not None and self._masses is not None
-            forest, masses = self._forest, self._masses
-            names = forest.structure.features
-            if len(points) - start < _VECTOR_MIN_POINTS:
-                for point in points[start:]:
-                    row = [point.get(name) for name in names]
-                    scores.append(forest.to_score(forest.score_learn_one(masses, row)))
-                return scores
-            # Gather the longest run of complete points and score it as one array.
-            rows: list[list[float]] = []
-            for point in points[start:]:
-                try:
-                    rows.append([point[name] for name in names])
-                except KeyError:
-                    break
-            if rows:
-                totals = forest.score_learn_many(masses, np.array(rows, dtype=np.float64))
-                scores.extend(forest.to_score(total) for total in totals.tolist())
-                start += len(rows)
-            else:
-                scores.append(self.score_one(points[start]))
-                self.learn_one(points[start])
-                start += 1
-        return scores

@@ -156,8 +156,10 @@ def _parse_simple(text: str, parts: list[str]) -> Metric:
     timestamp = None
     if len(parts) == 3:
         stamp = parts[2]
-        if stamp.isdigit() and stamp.isascii() and len(stamp) < 19:
-            timestamp = int(stamp)  # the usual case: positive, well inside int64
+        if stamp.isdigit() and stamp.isascii() and len(stamp) <= 19:
+            timestamp = int(stamp)  # the usual case: a positive number of nanoseconds
+            if timestamp > _INT64_MAX:
+                raise LineProtocolError("expected timestamp", fields_end + 1)
         else:
             timestamp = _timestamp(stamp, fields_end + 1)
     return Metric(text, measurement, tags, fields, timestamp, tag_starts, series_end, fields_end)

@@ -7,7 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from hst_processor.forest import Forest, HalfSpaceTrees, tree_structure
+from hst_processor.forest import Forest
+from hst_processor.halfspacetrees import HalfSpaceTrees
+from hst_processor.trees import tree_structure
 
 river_anomaly = pytest.importorskip("river.anomaly", reason="river is a test dependency")
 
