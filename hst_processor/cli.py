@@ -78,10 +78,11 @@ def _check_config(path: str, log: Log) -> int:
 
 
 def _run(config: Config, log: Log, stdin_fd: int, stdout_fd: int) -> int:
+    from hst_processor.notify import build_notifier
     from hst_processor.processor import Processor, serve
 
     try:
-        processor = Processor(config, log)
+        processor = Processor(config, log, notifier=build_notifier(config.alerts, os.environ, log))
     except ImportError as error:  # engine: river without river installed
         log.error(f"config error: model.engine: {config.model.engine} is not available ({error})")
         return EXIT_CONFIG

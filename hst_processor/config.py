@@ -30,6 +30,7 @@ import yaml
 from hst_processor.errors import ConfigError
 
 __all__ = [
+    "AlertsConfig",
     "Config",
     "DetectionConfig",
     "LogConfig",
@@ -104,6 +105,42 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """When a series' anomaly becomes a message, and where the message goes."""
+
+    enabled: bool = True
+    consecutive: int = 3
+    """Open an alert after this many metrics in a row at or above the threshold..."""
+    duration: float = 0.0
+    """...or once the score has stayed at or above it for this many seconds (0: off)."""
+    resolve_threshold: float = 0.35
+    """Resolve when the score stays below this (lower than the threshold: hysteresis)..."""
+    resolve_after: int = 30
+    """...for this many metrics in a row."""
+    reminder_interval: float = 0.0
+    """Seconds between reminders while an alert stays open (0: none)."""
+    cooldown: float = 300.0
+    """Seconds after a resolve during which the series opens no new alert."""
+    link_template: str = ""
+    """A link added to each message, filled from the series' tags: ``{machineID}``."""
+    slack_webhook_env: str = "SLACK_WEBHOOK_URL"
+    """Environment variable holding the Slack incoming-webhook URL (unset or empty: no Slack)."""
+    webhook_env: str = "HST_ALERT_WEBHOOK_URL"
+    """Environment variable holding a generic JSON webhook URL (unset or empty: none)."""
+    log: bool | None = None
+    """Also log alerts to stderr; unset: only when no webhook is configured."""
+    queue_size: int = 1000
+    messages_per_second: float = 1.0
+    """At most this many messages per second per webhook (Slack allows about one)."""
+    digest_after: int = 3
+    """When more alerts than this wait for one webhook, send one digest message instead."""
+    timeout: float = 5.0
+    max_retries: int = 5
+    shutdown_grace: float = 2.0
+    """Seconds pending alerts get to go out when the processor stops."""
+
+
+@dataclass(frozen=True)
 class Config:
     measurements: tuple[str, ...] = ()
     """Measurements to score; others pass through untouched. Empty: all."""
@@ -118,6 +155,7 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +199,14 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         detection=_detection(document.get("detection", {})),
         output=_output(document.get("output", {})),
         log=_log(document.get("log", {})),
+        alerts=_alerts(document.get("alerts", {})),
     )
+    if config.alerts.resolve_threshold > config.detection.threshold:
+        raise ConfigError(
+            "alerts.resolve_threshold",
+            f"must not exceed detection.threshold ({config.detection.threshold:g}), "
+            f"got {config.alerts.resolve_threshold:g}",
+        )
     return config
 
 
@@ -238,6 +283,49 @@ def _output(section: Any) -> OutputConfig:
     if output.raw_score_field == output.score_field:
         raise ConfigError("output.raw_score_field", "must differ from output.score_field")
     return output
+
+
+def _alerts(section: Any) -> AlertsConfig:
+    _require_mapping(section, "alerts")
+    _reject_unknown(section, AlertsConfig, "alerts")
+    d = AlertsConfig
+    log = section.get("log", d.log)
+    if log is not None and not isinstance(log, bool):
+        raise ConfigError("alerts.log", f"must be true, false or unset, got {_show(log)}")
+    return AlertsConfig(
+        enabled=_boolean(section, "enabled", d.enabled, "alerts"),
+        consecutive=_integer(section, "consecutive", d.consecutive, 1, 1_000_000, "alerts"),
+        duration=_number(section, "duration", d.duration, 0.0, 86_400.0, "alerts"),
+        resolve_threshold=_number(
+            section, "resolve_threshold", d.resolve_threshold, 0.0, 1.0, "alerts"
+        ),
+        resolve_after=_integer(section, "resolve_after", d.resolve_after, 1, 1_000_000, "alerts"),
+        reminder_interval=_number(
+            section, "reminder_interval", d.reminder_interval, 0.0, 7 * 86_400.0, "alerts"
+        ),
+        cooldown=_number(section, "cooldown", d.cooldown, 0.0, 7 * 86_400.0, "alerts"),
+        link_template=_text(section, "link_template", d.link_template, "alerts"),
+        slack_webhook_env=_text(section, "slack_webhook_env", d.slack_webhook_env, "alerts"),
+        webhook_env=_text(section, "webhook_env", d.webhook_env, "alerts"),
+        log=log,
+        queue_size=_integer(section, "queue_size", d.queue_size, 1, 1_000_000, "alerts"),
+        messages_per_second=_number(
+            section, "messages_per_second", d.messages_per_second, 0.01, 100.0, "alerts"
+        ),
+        digest_after=_integer(section, "digest_after", d.digest_after, 1, 10_000, "alerts"),
+        timeout=_number(section, "timeout", d.timeout, 0.1, 300.0, "alerts"),
+        max_retries=_integer(section, "max_retries", d.max_retries, 0, 100, "alerts"),
+        shutdown_grace=_number(section, "shutdown_grace", d.shutdown_grace, 0.0, 4.0, "alerts"),
+    )
+
+
+def _text(section: Mapping[str, Any], name: str, default: str, prefix: str) -> str:
+    value = section.get(name, default)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(_path(prefix, name), f"must be a string, got {_show(value)}")
+    return value
 
 
 def _log(section: Any) -> LogConfig:

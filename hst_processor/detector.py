@@ -15,13 +15,15 @@ and learns again, the way out for a genuine change of operating point.
 from __future__ import annotations
 
 import importlib
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
 from hst_processor.calibration import calibrated_score
 from hst_processor.config import Config
 from hst_processor.engine import Engine, make_engine
@@ -67,6 +69,7 @@ class Series:
     anomalous_run: int = 0
     complete: bool = False  # every feature has been seen at least once
     typical: tuple[int, float] | None = None  # (windows completed, typical total)
+    alert: AlertState = field(default_factory=AlertState)
 
 
 @dataclass
@@ -76,17 +79,28 @@ class _Batch:
     indices: list[int] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
     rows: list[list[float]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # seconds, for alerts
 
-    def add(self, index: int, series: Series, row: list[float]) -> None:
+    def add(self, index: int, series: Series, row: list[float], when: float) -> None:
         self.indices.append(index)
         self.series.append(series)
         self.rows.append(row)
+        self.times.append(when)
 
 
 class Detector:
-    def __init__(self, config: Config, log: Log) -> None:
+    def __init__(
+        self,
+        config: Config,
+        log: Log,
+        notify: Callable[[AlertEvent], None] | None = None,
+    ) -> None:
         self.config = config
         self.log = log
+        self._notify = notify
+        self._policy = (
+            AlertPolicy(config.alerts, config.detection.threshold) if notify is not None else None
+        )
         self.counters = Counters()
         self.series: OrderedDict[SeriesKey, Series] = OrderedDict()
         self._engines: dict[tuple[str, ...], Engine] = {}
@@ -126,7 +140,7 @@ class Detector:
             batch = groups.get(series.features)
             if batch is None:
                 batch = groups[series.features] = _Batch()
-            batch.add(index, series, row)
+            batch.add(index, series, row, self._seconds(metric) if self._policy else 0.0)
         for features, batch in groups.items():
             self._score(self.engine(features), batch, verdicts)
         # Rows of series forgotten during this batch are reused only now that it is scored.
@@ -232,10 +246,10 @@ class Detector:
 
     def _score(self, engine: Engine, batch: _Batch, verdicts: list[Verdict | None]) -> None:
         """Verdicts for one feature set's metrics, every series of the batch at once."""
-        indices: list[int] = []
-        owners: list[Series] = []
-        rows: list[list[float]] = []
-        for index, series, row in zip(batch.indices, batch.series, batch.rows, strict=True):
+        scorable = _Batch()
+        for index, series, row, when in zip(
+            batch.indices, batch.series, batch.rows, batch.times, strict=True
+        ):
             if series.low is None:
                 # Learned scaling: collect the first window raw, then fix the limits, learn it.
                 series.warmup_rows.append(row)
@@ -244,15 +258,13 @@ class Detector:
                 if len(series.warmup_rows) == engine.window_size:
                     self._freeze_limits(series, engine)
                 continue
-            indices.append(index)
-            owners.append(series)
-            rows.append(row)
-        if not rows:
+            scorable.add(index, series, row, when)
+        if not scorable.rows:
             return
-        scaled = self._scale(owners, rows)
-        pending = list(range(len(rows)))
+        scaled = self._scale(scorable.series, scorable.rows)
+        pending = list(range(len(scorable.rows)))
         while pending:
-            pending = self._score_pass(engine, pending, indices, owners, scaled, verdicts)
+            pending = self._score_pass(engine, pending, scorable, scaled, verdicts)
 
     def _scale(self, owners: list[Series], rows: list[list[float]]) -> FloatArray:
         position: dict[int, int] = {}
@@ -274,8 +286,7 @@ class Detector:
         self,
         engine: Engine,
         pending: list[int],
-        indices: list[int],
-        owners: list[Series],
+        batch: _Batch,
         scaled: FloatArray,
         verdicts: list[Verdict | None],
     ) -> list[int]:
@@ -286,6 +297,7 @@ class Detector:
         """
         detection = self.config.detection
         threshold = detection.threshold
+        indices, owners, policy = batch.indices, batch.series, self._policy
         routed = engine.route(scaled[pending])
         totals = engine.totals_multi([owners[p].masses for p in pending], routed)
         isolated = engine.max_total / (2 ** (self.config.model.height + 1) - 1)
@@ -318,6 +330,10 @@ class Detector:
                 )
                 self.counters.scored += 1
                 self.counters.anomalous += anomalous
+                if policy is not None:
+                    kind = policy.observe(series.alert, score, batch.times[p])
+                    if kind is not None:
+                        self._raise_alert(kind, engine, series, batch, p, scaled[p], score)
             if learning:
                 learn.append(at)
                 left = room.get(key, engine.window_size - masses.counter) - 1
@@ -327,6 +343,56 @@ class Detector:
         if learn:
             engine.learn_multi([owners[pending[at]].masses for at in learn], routed.select(learn))
         return deferred
+
+    def _raise_alert(
+        self,
+        kind: str,
+        engine: Engine,
+        series: Series,
+        batch: _Batch,
+        position: int,
+        scaled: FloatArray,
+        score: float,
+    ) -> None:
+        """Build the alert (with what drove the score) and hand it to the notifier."""
+        assert self._notify is not None
+        state, row = series.alert, batch.rows[position]
+        reasons: list[FeatureReason] = []
+        explain = getattr(engine, "explain", None)
+        if kind != "resolve" and explain is not None and series.low is not None:
+            assert series.high is not None
+            box_low, box_high = engine.normal_box(series.masses)  # type: ignore[attr-defined]
+            span = series.high - series.low
+            for feature in explain(series.masses, scaled.tolist())[:2]:
+                reasons.append(
+                    FeatureReason(
+                        series.features[feature],
+                        row[feature],
+                        float(series.low[feature] + box_low[feature] * span[feature]),
+                        float(series.low[feature] + box_high[feature] * span[feature]),
+                    )
+                )
+        measurement, tags = series.key
+        tag_map = dict(tags)
+        self._notify(
+            AlertEvent(
+                kind=kind,
+                measurement=measurement,
+                tags=tag_map,
+                time=batch.times[position],
+                score=score,
+                threshold=self.config.detection.threshold,
+                started=state.started,
+                peak=state.peak,
+                reasons=tuple(reasons),
+                link=format_link(self.config.alerts.link_template, tag_map, measurement),
+            )
+        )
+
+    @staticmethod
+    def _seconds(metric: Metric) -> float:
+        # Telegraf always writes nanoseconds; a metric without a time is "now".
+        return metric.timestamp / 1e9 if metric.timestamp is not None else time.time()
 
     def _typical(self, series: Series, engine: Engine) -> float:
         windows = series.masses.windows

@@ -331,6 +331,42 @@ class Forest:
         """
         return masses.typical
 
+    # -- explanations --------------------------------------------------------------------------
+
+    def explain(self, masses: Masses, point: Sequence[float]) -> list[int]:
+        """Feature indices, most responsible first, for a complete point's score.
+
+        In each tree the score walk stops at the first node on the point's path whose
+        reference mass is too small: the split just above it is what set the point apart from
+        the reference data. Features are ranked by how many trees they did that in.
+        """
+        s = self.structure
+        _, reference = masses.arrays()
+        per_tree = reference.reshape(s.n_trees, self.n_leaves)
+        votes = [0] * len(s.features)
+        for tree, leaf in enumerate(self._leaves_one(point)):
+            for depth in range(1, s.height + 1):
+                span = 1 << (s.height - depth)
+                first = (leaf >> (s.height - depth)) * span
+                if per_tree[tree, first : first + span].sum() < self.size_limit:
+                    parent = ((leaf + self.n_leaves) >> (s.height - depth + 1)) - 1
+                    votes[s.flat_feature[tree * s.n_branches + parent]] += 1
+                    break
+        ranked = sorted(range(len(votes)), key=lambda f: -votes[f])
+        return [f for f in ranked if votes[f]]
+
+    def normal_box(self, masses: Masses) -> tuple[FloatArray, FloatArray]:
+        """Per feature, the range the model treats as normal: in every tree, the span of the
+        cells that hold reference points; across trees, where all of them agree."""
+        low_cells, high_cells = self.structure.leaf_boxes
+        _, reference = masses.arrays()
+        filled = reference.reshape(self.structure.n_trees, self.n_leaves) > 0
+        lows = np.where(filled[:, :, None], low_cells, np.inf).min(axis=1)
+        highs = np.where(filled[:, :, None], high_cells, -np.inf).max(axis=1)
+        low: FloatArray = lows.max(axis=0)
+        high: FloatArray = highs.min(axis=0)
+        return low, high
+
     # -- batches -------------------------------------------------------------------------------
 
     def score_learn_many(self, masses: Masses, points: FloatArray) -> FloatArray:

@@ -18,6 +18,7 @@ I! done
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ class Log:
         self._repeat_interval = repeat_interval
         self._clock = clock
         self._repeats: dict[str, _Repeats] = {}
+        self._secrets: list[str] = []
+        self._lock = threading.Lock()  # the alert threads log too
+
+    def add_secret(self, secret: str) -> None:
+        """Never print this text (a webhook URL): every line gets it replaced."""
+        if secret and secret not in self._secrets:
+            self._secrets.append(secret)
 
     def set_level(self, level: str, repeat_interval: float) -> None:
         self._rank = _RANK[level]
@@ -80,9 +88,12 @@ class Log:
         if rank > self._rank:
             return
         # One event, one line: Telegraf reads stderr line by line.
+        for secret in self._secrets:
+            message = message.replace(secret, "<redacted>")
         line = prefix + message.replace("\r", " ").replace("\n", " ") + "\n"
-        try:
-            self._stream.write(line)
-            self._stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass
+        with self._lock:
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass

@@ -41,6 +41,7 @@ from hst_processor.lineproto import (
     split_metrics,
 )
 from hst_processor.log import Log
+from hst_processor.notify import Notifier
 
 __all__ = ["Processor", "Stats", "serve"]
 
@@ -68,10 +69,19 @@ class Stats:
 class Processor:
     """Text in, enriched text out, metric by metric, keeping an incomplete tail for later."""
 
-    def __init__(self, config: Config, log: Log, detector: Detector | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        log: Log,
+        detector: Detector | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
         self.log = log
-        self.detector = detector or Detector(config, log)
+        self.notifier = notifier
+        self.detector = detector or Detector(
+            config, log, notify=notifier.enqueue if notifier is not None else None
+        )
         self.stats = Stats()
         self._pending = ""
         # What we insert is the same for every metric but the score: escape it once.
@@ -164,8 +174,20 @@ class Processor:
                 fields_text += self._raw_prefix + format_float(verdict.raw_score)
         return enrich_text(metric, self.config.output.tag, tag_text, fields_text)
 
+    def close(self) -> None:
+        """Give pending alerts their short grace to go out."""
+        if self.notifier is not None:
+            self.notifier.close()
+
     def summary(self) -> str:
         stats, counters = self.stats, self.detector.counters
+        alerts = ""
+        if self.notifier is not None:
+            sent = self.notifier.counters
+            alerts = (
+                f"; alerts: {sent.alerts_sent} sent in {sent.sent} messages, "
+                f"{sent.retried} retried, {sent.dropped} dropped, {sent.failed} failed"
+            )
         return (
             f"hst-processor: {stats.metrics_in} metrics in, {stats.metrics_out} out, "
             f"{counters.scored} scored, {counters.anomalous} anomalous, "
@@ -173,7 +195,7 @@ class Processor:
             f"{stats.not_utf8} not UTF-8, {stats.blank} blank, "
             f"{counters.not_scored} missing features, {counters.non_numeric} non-numeric, "
             f"{counters.already_scored} already scored, {len(self.detector.series)} series, "
-            f"{counters.evicted} evicted"
+            f"{counters.evicted} evicted{alerts}"
         )
 
 
@@ -239,6 +261,7 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
         output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
     finally:
         stop.restore()
+        processor.close()
     if output.closed:
         log.debug("stdout closed by the reader; exiting")
     if stop.requested:

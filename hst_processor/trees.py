@@ -35,6 +35,7 @@ class TreeStructure:
     features: tuple[str, ...]
     split_feature: npt.NDArray[np.intp]  # (n_trees, n_branches): index into ``features``
     split_threshold: npt.NDArray[np.float64]  # (n_trees, n_branches)
+    limits: tuple[tuple[float, float], ...]  # each feature's (low, high) at the root
 
     @property
     def n_nodes(self) -> int:
@@ -54,8 +55,26 @@ class TreeStructure:
         return [float(t) for t in self.split_threshold.ravel()]
 
     @functools.cached_property
-    def node_depth(self) -> npt.NDArray[np.int64]:
-        return np.floor(np.log2(np.arange(self.n_nodes) + 1)).astype(np.int64)
+    def leaf_boxes(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Each leaf's cell: lower and upper bound per feature, shape (n_trees, 2**height,
+        n_features). Built on first use (explanations only), level by level."""
+        n_features = len(self.features)
+        root_low = np.array([low for low, _ in self.limits], dtype=np.float64)
+        root_high = np.array([high for _, high in self.limits], dtype=np.float64)
+        low = np.broadcast_to(root_low, (self.n_trees, 1, n_features)).copy()
+        high = np.broadcast_to(root_high, (self.n_trees, 1, n_features)).copy()
+        trees = np.arange(self.n_trees)[:, None]
+        for depth in range(self.height):
+            level = np.arange((1 << depth) - 1, (2 << depth) - 1)
+            feature = self.split_feature[:, level]  # (n_trees, 2**depth)
+            threshold = self.split_threshold[:, level]
+            width = 1 << depth
+            low = np.repeat(low, 2, axis=1)
+            high = np.repeat(high, 2, axis=1)
+            left, right = np.arange(0, 2 * width, 2), np.arange(1, 2 * width, 2)
+            high[trees, left[None, :], feature] = threshold
+            low[trees, right[None, :], feature] = threshold
+        return low, high
 
 
 @functools.lru_cache(maxsize=64)
@@ -77,12 +96,13 @@ def tree_structure(
     n_branches = 2**height - 1
     split_feature = np.zeros((n_trees, n_branches), dtype=np.intp)
     split_threshold = np.zeros((n_trees, n_branches), dtype=np.float64)
-    bounds = list(limits) if limits is not None else [(0.0, 1.0)] * len(features)
+    root = tuple(limits) if limits is not None else ((0.0, 1.0),) * len(features)
+    bounds = list(root)
     for tree in range(n_trees):
         _build_padded(bounds, height, rng, split_feature[tree], split_threshold[tree], 0)
     split_feature.setflags(write=False)
     split_threshold.setflags(write=False)
-    return TreeStructure(n_trees, height, features, split_feature, split_threshold)
+    return TreeStructure(n_trees, height, features, split_feature, split_threshold, root)
 
 
 def _build_padded(
