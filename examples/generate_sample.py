@@ -31,6 +31,9 @@ def readings(load: float, rng: random.Random) -> tuple[float, float, float]:
 def generate(
     machines: int, minutes: float, fault: str, fault_start: float, fault_minutes: float, seed: int
 ) -> list[str]:
+    """Line protocol for ``machines`` machines over ``minutes``; ``fault`` names the machine
+    that breaks (several: comma-separated)."""
+    faulty_machines = set(fault.split(","))
     rng = random.Random(seed)
     names = [f"machine{i + 1}" for i in range(machines)]
     load = {name: rng.uniform(60, 90) for name in names}
@@ -39,7 +42,7 @@ def generate(
         faulty = fault_start * 60 <= second < (fault_start + fault_minutes) * 60
         for name in names:
             if second % 5 == 0:
-                if name == fault and faulty:
+                if name in faulty_machines and faulty:
                     load[name] = min(200.0, load[name] + 20)
                 elif load[name] > 99:
                     load[name] = max(75.0, load[name] - 20)  # recovery after a fault
@@ -59,7 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=40)
-    parser.add_argument("--fault", default="machine2", help="machine that breaks")
+    parser.add_argument(
+        "--fault", default="machine2", help="machine that breaks (several: comma-separated)"
+    )
     parser.add_argument("--fault-start", type=float, default=25, help="minute the fault starts")
     parser.add_argument("--fault-minutes", type=float, default=5)
     parser.add_argument("--seed", type=int, default=1)

@@ -1,0 +1,115 @@
+"""A local HTTP server that answers like a Slack incoming webhook, for the alert tests.
+
+Paths choose the behaviour (Slack's own answers, from its webhook documentation):
+
+* ``/ok/...``: 200 ``ok``
+* ``/ratelimit/...``: 429 with ``Retry-After: 2`` the first time, then 200 ``ok``
+* ``/error/...``: 500 ``rollup_error``
+* ``/notfound/...``: 404 ``channel_not_found``
+* ``/slow/...``: answers only after 30 s
+
+Every request is recorded with its arrival time and JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    path: str
+    body: dict[str, Any]
+    at: float
+    status: int
+
+
+@dataclass
+class SlackStandIn:
+    server: ThreadingHTTPServer
+    received: list[Received] = field(default_factory=list)
+    _rate_limited: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, behaviour: str) -> str:
+        # The path stands in for Slack's secret token: it must never be printed.
+        return f"{self.base}/{behaviour}/services/T0SECRET/B0SECRET/XSECRETTOKEN"
+
+    def delivered(self) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.status == 200]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self.delivered()
+            if len(done) >= count:
+                return done
+            time.sleep(0.02)
+        return self.delivered()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start() -> SlackStandIn:
+    stand_in: SlackStandIn
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            behaviour = self.path.strip("/").split("/")[0]
+            status, text, headers = 200, "ok", {}
+            if behaviour == "ratelimit":
+                with stand_in._lock:
+                    first = self.path not in stand_in._rate_limited
+                    stand_in._rate_limited.add(self.path)
+                if first:
+                    status, text, headers = 429, "rate_limited", {"Retry-After": "2"}
+            elif behaviour == "error":
+                status, text = 500, "rollup_error"
+            elif behaviour == "notfound":
+                status, text = 404, "channel_not_found"
+            elif behaviour == "slow":
+                time.sleep(30)
+            with stand_in._lock:
+                stand_in.received.append(Received(self.path, body, time.monotonic(), status))
+            try:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(text.encode())
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting, as it should
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args  # keep test output clean
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    stand_in = SlackStandIn(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return stand_in
+
+
+def refused_url() -> str:
+    """A URL on this machine where nothing listens: connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/refused/services/T0SECRET/B0SECRET/XSECRETTOKEN"
