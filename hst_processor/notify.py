@@ -132,6 +132,8 @@ class WebhookSink:
         self._wakeup = threading.Condition()
         self._deadline: float | None = None  # set when closing
         self._next_send = 0.0
+        self._in_flight = 0
+        self._abandoned = False
         self._reported: set[tuple[int, str]] = set()
         self._thread = threading.Thread(target=self._run, name=f"alerts-{name}", daemon=True)
         self._thread.start()
@@ -152,6 +154,12 @@ class WebhookSink:
             self._deadline = deadline
             self._wakeup.notify()
         self._thread.join(max(0.0, deadline - self._clock()) + 0.2)
+        with self._wakeup:
+            if self._thread.is_alive():
+                # Stuck in a request past the grace: what it holds and what waits are lost.
+                self._abandoned = True
+                self.counters.dropped += len(self._pending) + self._in_flight
+                self._pending.clear()
 
     # -- the sender thread -----------------------------------------------------------------------
 
@@ -170,7 +178,9 @@ class WebhookSink:
                     self._pending.clear()
                 else:
                     batch = [self._pending.popleft()]
+            self._in_flight = len(batch)
             self._deliver(batch)
+            self._in_flight = 0
             self._next_send = self._clock() + 1 / self._config.messages_per_second
         with self._wakeup:
             self.counters.dropped += len(self._pending)
@@ -200,6 +210,8 @@ class WebhookSink:
             if self._deadline is not None:
                 timeout = min(timeout, max(0.1, self._deadline - self._clock()))
             response = self._transport.post(self._url, payload, timeout)
+            if self._abandoned:
+                return  # counted as dropped when the processor stopped
             if 200 <= response.status < 300:
                 self.counters.sent += 1
                 self.counters.alerts_sent += len(batch)

@@ -34,6 +34,7 @@ class Received:
 class SlackStandIn:
     server: ThreadingHTTPServer
     received: list[Received] = field(default_factory=list)
+    arrived: int = 0  # requests that reached the server, answered or not yet
     _rate_limited: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,7 +69,9 @@ def start() -> SlackStandIn:
     stand_in: SlackStandIn
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+        def do_POST(self) -> None:
+            with stand_in._lock:
+                stand_in.arrived += 1
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             behaviour = self.path.strip("/").split("/")[0]

@@ -105,14 +105,12 @@ def test_slack_payload_is_block_kit_with_text_fallback() -> None:
     assert kinds == ["header", "section", "section", "context"]
     fields = [f["text"] for f in payload["blocks"][1]["fields"]]
     assert "*Machine*\nmachineID=machine2" in fields
-    assert any("*Score*\n0.83 (threshold 0.50)" == f for f in fields)
+    assert any(f == "*Score*\n0.83 (threshold 0.50)" for f in fields)
     assert "*load* = 200" in payload["blocks"][2]["text"]["text"]
 
 
 def test_digest_and_json_payload() -> None:
-    events = [
-        AlertEvent(**{**EVENT.__dict__, "tags": {"machineID": f"m{i}"}}) for i in range(20)
-    ]
+    events = [AlertEvent(**{**EVENT.__dict__, "tags": {"machineID": f"m{i}"}}) for i in range(20)]
     assert digest_text(events).startswith("Digest: 20 anomalous: machineID=m0 (0.83)")
     body = json_payload(events)
     assert len(body["events"]) == 20

@@ -1,0 +1,129 @@
+"""Alerts through the real command: the sample's fault reaches a Slack stand-in, and a slow
+or dead webhook never holds up a metric."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import slack_server
+from tests.slack_server import SlackStandIn
+from tests.telegraf_harness import ExecdHarness
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = ROOT / "hst-processor.yaml"
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    stand_in = slack_server.start()
+    yield stand_in
+    stand_in.close()
+
+
+def sample(*args: str) -> bytes:
+    command = [sys.executable, str(ROOT / "examples" / "generate_sample.py"), *args]
+    return subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
+
+
+def hst_processor() -> str:
+    script = shutil.which("hst-processor")
+    assert script is not None
+    return script
+
+
+def test_readme_command_sends_open_and_resolve_for_the_faulty_machine(
+    slack: SlackStandIn,
+) -> None:
+    env = {**os.environ, "SLACK_WEBHOOK_URL": slack.url("ok")}
+    result = subprocess.run(
+        [hst_processor(), "--config", str(DEMO_CONFIG)],
+        input=sample(),
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    messages = slack.wait_for(2, timeout=5)
+    texts = [m.body["text"] for m in messages]
+    assert len(texts) == 2, texts
+    assert texts[0].startswith(":rotating_light: Anomaly: machine_data machineID=machine2")
+    assert "driven by" in texts[0] and "normal" in texts[0]
+    assert texts[1].startswith(":white_check_mark: Resolved: machine_data machineID=machine2")
+    assert "back to normal after 5 min" in texts[1]
+    assert b"SECRET" not in result.stderr and b"SECRET" not in result.stdout
+    assert b"alerts: 2 sent in 2 messages, 0 retried, 0 dropped, 0 failed" in result.stderr
+
+
+def test_each_faulty_machine_gets_one_open_and_one_resolve(
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
+    # A file replays minutes of metrics in a moment: let the stand-in take messages faster
+    # than Slack would, so every message is seen on its own.
+    config = tmp_path / "fast.yaml"
+    config.write_text(
+        DEMO_CONFIG.read_text()
+        + "\nalerts:\n  messages_per_second: 50\n  digest_after: 100\n"
+        + "  link_template: https://grafana.example/d/m?var-machine={machineID}\n"
+    )
+    env = {**os.environ, "SLACK_WEBHOOK_URL": slack.url("ok")}
+    data = sample("--machines", "5", "--fault", "machine1,machine4", "--minutes", "60")
+    result = subprocess.run(
+        [hst_processor(), "--config", str(config)], input=data, capture_output=True, env=env,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0
+    messages = slack.wait_for(4, timeout=5)
+    kinds = sorted(
+        (
+            m.body["blocks"][0]["text"]["text"].split(":")[0],
+            m.body["text"].split("machineID=")[1][:8],
+        )
+        for m in messages
+    )
+    assert kinds == [
+        ("Anomaly", "machine1"), ("Anomaly", "machine4"),
+        ("Resolved", "machine1"), ("Resolved", "machine4"),
+    ]  # fmt: skip
+    opened = next(m for m in messages if "Anomaly" in m.body["text"])
+    fields = json.dumps(opened.body["blocks"])
+    assert "Score" in fields and "threshold 0.50" in fields and "Driven by" in fields
+    assert "https://grafana.example/d/m?var-machine=machine" in fields
+
+
+@pytest.mark.parametrize("behaviour", ["slow", "refused"])
+def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
+    slack: SlackStandIn, tmp_path: Path, behaviour: str
+) -> None:
+    config = tmp_path / "quick.yaml"
+    config.write_text(
+        DEMO_CONFIG.read_text().replace("window_size: 250", "window_size: 20")
+        + "\nalerts:\n  consecutive: 1\n  resolve_after: 2\n  cooldown: 0\n  timeout: 30\n"
+    )
+    url = slack_server.refused_url() if behaviour == "refused" else slack.url("slow")
+    harness = ExecdHarness(
+        [hst_processor(), "--config", str(config)], env={"SLACK_WEBHOOK_URL": url}
+    ).start()
+    lines = sample("--minutes", "2", "--fault-start", "1", "--fault-minutes", "0.5").splitlines()
+    gaps = []
+    for line in lines[:300]:
+        sent = harness.write_metric(line)
+        gaps.append(harness.read_metric(timeout=5).arrived - sent)
+    result = harness.stop()
+    assert result.exit_code == 0 and result.needed == ""  # out well before SIGTERM
+    assert max(gaps) < 0.5, max(gaps)  # generous: exact figures are the benchmarks' job
+    summary = next(line for line in harness.stderr_lines if b"metrics in" in line)
+    assert b"300 metrics in, 300 out" in summary
+    assert b"0 sent in 0 messages" in summary
+    if behaviour == "slow":
+        assert slack.arrived >= 1  # an alert was on its way while the metrics flowed
+    everything = b"\n".join(harness.stderr_lines)
+    assert b"SECRET" not in everything
+    assert harness.unprefixed_stderr() == []
