@@ -2,8 +2,9 @@
 
 ::
 
-    hst-processor [--config FILE]          score stdin to stdout (what Telegraf runs)
-    hst-processor check-config FILE        validate a config file and exit
+    hst-processor [--config FILE] [--state-file FILE]   score stdin to stdout (Telegraf runs this)
+    hst-processor check-config FILE                     validate a config file and exit
+    hst-processor inspect-state FILE                    show what a state snapshot holds
 
 The config file comes from ``--config`` or the ``HST_PROCESSOR_CONFIG`` environment variable;
 with neither, the defaults apply. A bad config stops the command at start with the key and the
@@ -39,9 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="FILE", help=f"YAML config (or ${CONFIG_ENV})")
+    parser.add_argument(
+        "--state-file", metavar="FILE", help="keep the models in this file across restarts"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", metavar="FILE")
+    inspect = commands.add_parser("inspect-state", help="show what a state snapshot holds")
+    inspect.add_argument("file", metavar="FILE")
     return parser
 
 
@@ -57,6 +63,8 @@ def main(
     log = Log(stderr or sys.stderr)
     if args.command == "check-config":
         return _check_config(args.file, log)
+    if args.command == "inspect-state":
+        return _inspect_state(args.file, log, stderr)
     config_path = args.config or os.environ.get(CONFIG_ENV) or None
     try:
         config = load_config(config_path)
@@ -64,7 +72,7 @@ def main(
         log.error(f"config error: {error}")
         return EXIT_CONFIG
     log.set_level(config.log.level, config.log.repeat_interval)
-    return _run(config, log, stdin_fd, stdout_fd)
+    return _run(config, log, stdin_fd, stdout_fd, args.state_file or config.state.file)
 
 
 def _check_config(path: str, log: Log) -> int:
@@ -77,12 +85,36 @@ def _check_config(path: str, log: Log) -> int:
     return EXIT_OK
 
 
-def _run(config: Config, log: Log, stdin_fd: int, stdout_fd: int) -> int:
-    from hst_processor.notify import build_notifier
-    from hst_processor.processor import Processor, serve
+def _inspect_state(path: str, log: Log, stderr: TextIO | None) -> int:
+    from hst_processor.state import StateError, describe, parse
 
     try:
-        processor = Processor(config, log, notifier=build_notifier(config.alerts, os.environ, log))
+        with open(path, "rb") as handle:
+            document = parse(handle.read())
+    except OSError as error:
+        log.error(f"cannot read {path}: {error.strerror}")
+        return 1
+    except StateError as error:
+        log.error(f"{path}: {error}")
+        return 1
+    print(describe(document))
+    return EXIT_OK
+
+
+def _run(config: Config, log: Log, stdin_fd: int, stdout_fd: int, state_file: str) -> int:
+    from hst_processor.notify import build_notifier
+    from hst_processor.processor import Processor, serve
+    from hst_processor.state import StateStore
+
+    state = None
+    if state_file and config.model.engine != "hst":
+        log.warn("state is kept only with the built-in engine (model.engine: hst); not persisting")
+    elif state_file:
+        state = StateStore(state_file, config.state.interval, log)
+    try:
+        processor = Processor(
+            config, log, notifier=build_notifier(config.alerts, os.environ, log), state=state
+        )
     except ImportError as error:  # engine: river without river installed
         log.error(f"config error: model.engine: {config.model.engine} is not available ({error})")
         return EXIT_CONFIG

@@ -37,6 +37,7 @@ __all__ = [
     "ModelConfig",
     "OutputConfig",
     "ScalingConfig",
+    "StateConfig",
     "load_config",
     "parse_config",
 ]
@@ -98,6 +99,16 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """Where the models are kept between runs (see the README's "State")."""
+
+    file: str = ""
+    """Snapshot file; empty: nothing is persisted (``--state-file`` overrides)."""
+    interval: float = 60.0
+    """Seconds between periodic snapshots (taken in a forked child, off the metric path)."""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     repeat_interval: float = 60.0
@@ -156,6 +167,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     log: LogConfig = field(default_factory=LogConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +212,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         output=_output(document.get("output", {})),
         log=_log(document.get("log", {})),
         alerts=_alerts(document.get("alerts", {})),
+        state=_state(document.get("state", {})),
     )
     if config.alerts.resolve_threshold > config.detection.threshold:
         raise ConfigError(
@@ -316,6 +329,15 @@ def _alerts(section: Any) -> AlertsConfig:
         timeout=_number(section, "timeout", d.timeout, 0.1, 300.0, "alerts"),
         max_retries=_integer(section, "max_retries", d.max_retries, 0, 100, "alerts"),
         shutdown_grace=_number(section, "shutdown_grace", d.shutdown_grace, 0.0, 4.0, "alerts"),
+    )
+
+
+def _state(section: Any) -> StateConfig:
+    _require_mapping(section, "state")
+    _reject_unknown(section, StateConfig, "state")
+    return StateConfig(
+        file=_text(section, "file", StateConfig.file, "state"),
+        interval=_number(section, "interval", StateConfig.interval, 0.1, 86_400.0, "state"),
     )
 
 

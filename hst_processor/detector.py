@@ -70,6 +70,7 @@ class Series:
     complete: bool = False  # every feature has been seen at least once
     typical: tuple[int, float] | None = None  # (windows completed, typical total)
     alert: AlertState = field(default_factory=AlertState)
+    last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Detector:
             if series is None:
                 self.counters.not_scored += 1
                 continue
+            series.last_seen = metric.timestamp
             row = self._row(series, metric)
             if row is None:
                 self.counters.not_scored += 1

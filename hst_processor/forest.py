@@ -23,8 +23,9 @@ gives the same scores to the last bit. What differs is the layout:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -330,6 +331,30 @@ class Forest:
         the mean is a sum over nodes; it is what the calibrated score compares a point with.
         """
         return masses.typical
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def export_masses(self, masses: Masses) -> dict[str, Any]:
+        """Everything needed to rebuild a series' window state exactly (leaf totals and the
+        typical total are derived, so they are recomputed rather than stored)."""
+        live, reference = masses.arrays()
+        return {
+            "counter": masses.counter,
+            "first_window": masses.first_window,
+            "windows": masses.windows,
+            "live": live.tobytes(),
+            "reference": reference.tobytes(),
+        }
+
+    def import_masses(self, masses: Masses, saved: Mapping[str, Any]) -> None:
+        live, reference = masses.arrays()
+        live[:] = np.frombuffer(saved["live"], dtype=np.int32)
+        reference[:] = np.frombuffer(saved["reference"], dtype=np.int32)
+        masses.counter = int(saved["counter"])
+        masses.first_window = bool(saved["first_window"])
+        masses.windows = int(saved["windows"])
+        if not masses.first_window:
+            masses.typical = self._refresh_totals(masses)
 
     # -- explanations --------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from hst_processor.lineproto import (
 )
 from hst_processor.log import Log
 from hst_processor.notify import Notifier
+from hst_processor.state import StateStore
 
 __all__ = ["Processor", "Stats", "serve"]
 
@@ -75,10 +76,13 @@ class Processor:
         log: Log,
         detector: Detector | None = None,
         notifier: Notifier | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.config = config
         self.log = log
         self.notifier = notifier
+        self.state = state
+        self._restored = 0  # metrics the restored snapshot had seen
         self.detector = detector or Detector(
             config, log, notify=notifier.enqueue if notifier is not None else None
         )
@@ -91,6 +95,8 @@ class Processor:
         self._raw_prefix = (
             f",{escape_field_key(output.raw_score_field)}=" if output.raw_score_field else ""
         )
+        if state is not None and state.acquire():
+            self._restored = state.load_into(self.detector)
 
     @property
     def stalled(self) -> bool:
@@ -174,8 +180,20 @@ class Processor:
                 fields_text += self._raw_prefix + format_float(verdict.raw_score)
         return enrich_text(metric, self.config.output.tag, tag_text, fields_text)
 
+    @property
+    def processed(self) -> int:
+        """Metrics of the stream handled so far, counting those of a restored snapshot."""
+        return self._restored + self.stats.metrics_in
+
+    def after_batch(self) -> None:
+        """Between batches, once the output is written: the periodic state snapshot."""
+        if self.state is not None:
+            self.state.maybe_save(self.detector, self.processed)
+
     def close(self) -> None:
-        """Give pending alerts their short grace to go out."""
+        """Save the state, then give pending alerts their short grace to go out."""
+        if self.state is not None:
+            self.state.save_now(self.detector, self.processed)
         if self.notifier is not None:
             self.notifier.close()
 
@@ -258,6 +276,7 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
             if not data:
                 break
             output.write(processor.feed(decoder.decode(data)))
+            processor.after_batch()
         output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
     finally:
         stop.restore()
