@@ -338,18 +338,24 @@ class Forest:
         """Everything needed to rebuild a series' window state exactly (leaf totals and the
         typical total are derived, so they are recomputed rather than stored)."""
         live, reference = masses.arrays()
+        # No count exceeds the window size: store them in the smallest type that holds it.
+        dtype = np.uint8 if self.window_size < 256 else np.uint16
+        if self.window_size >= 65_536:
+            dtype = np.int32
         return {
             "counter": masses.counter,
             "first_window": masses.first_window,
             "windows": masses.windows,
-            "live": live.tobytes(),
-            "reference": reference.tobytes(),
+            "dtype": np.dtype(dtype).name,
+            "live": live.astype(dtype).tobytes(),
+            "reference": reference.astype(dtype).tobytes(),
         }
 
     def import_masses(self, masses: Masses, saved: Mapping[str, Any]) -> None:
         live, reference = masses.arrays()
-        live[:] = np.frombuffer(saved["live"], dtype=np.int32)
-        reference[:] = np.frombuffer(saved["reference"], dtype=np.int32)
+        dtype = np.dtype(saved["dtype"])
+        live[:] = np.frombuffer(saved["live"], dtype=dtype)
+        reference[:] = np.frombuffer(saved["reference"], dtype=dtype)
         masses.counter = int(saved["counter"])
         masses.first_window = bool(saved["first_window"])
         masses.windows = int(saved["windows"])

@@ -1,0 +1,311 @@
+"""State that survives restarts and crashes, through the real command."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from hst_processor.state import FORMAT, parse, write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = """
+measurements: [machine_data]
+group_by: [machineID]
+features: [load, vibration, power, temperature]
+model: {window_size: 100, height: 8}
+scaling: {mode: learned}
+alerts: {log: true}
+state: {interval: 0.2}
+"""
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[bytes]:
+    """20,000 metrics: 20 machines for 1,000 s, two of them faulty in the middle."""
+    command = [
+        sys.executable, str(ROOT / "examples" / "generate_sample.py"), "--machines", "20",
+        "--minutes", str(1000 / 60), "--fault", "machine3,machine17", "--fault-start", "8",
+        "--fault-minutes", "3",
+    ]  # fmt: skip
+    lines = subprocess.run(command, capture_output=True, check=True).stdout.splitlines(True)
+    assert len(lines) == 20_000
+    return lines
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def command(config: Path, state: Path | None) -> list[str]:
+    script = shutil.which("hst-processor")
+    assert script is not None
+    return [script, "--config", str(config)] + (["--state-file", str(state)] if state else [])
+
+
+def run(
+    config: Path, state: Path | None, lines: list[bytes], preexec: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        command(config, state),
+        input=b"".join(lines),
+        capture_output=True,
+        timeout=120,
+        preexec_fn=preexec,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(stream: list[bytes], tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    config = tmp_path_factory.mktemp("reference") / "config.yaml"
+    config.write_text(CONFIG)
+    result = run(config, None, stream)
+    assert result.returncode == 0
+    out = result.stdout.splitlines(True)
+    assert len(out) == len(stream)
+    assert sum(b"anomaly=true" in line for line in out) > 100
+    return out
+
+
+def test_stopping_at_eof_and_resuming_gives_identical_output(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    outputs: list[bytes] = []
+    for start, end in [(0, 3_000), (3_000, 11_111), (11_111, 20_000)]:
+        result = run(config, state, stream[start:end])
+        assert result.returncode == 0
+        outputs.extend(result.stdout.splitlines(True))
+        if start:
+            assert b"I! restored 20 series" in result.stderr
+    assert outputs == reference
+
+
+class Running:
+    """The command with stdin kept open and stdout drained by a thread, so that writing a lot
+    never deadlocks against output nobody reads."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := os.read(self.process.stdout.fileno(), 1 << 20):
+            self.output += chunk
+
+    def write(self, lines: list[bytes]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"".join(lines))
+        self.process.stdin.flush()
+
+    def wait_for_lines(self, count: int, timeout: float = 30) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while bytes(self.output).count(b"\n") < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return bytes(self.output).splitlines(True)
+
+    def finish(self) -> list[bytes]:
+        self._reader.join(timeout=30)
+        return bytes(self.output).splitlines(True)
+
+
+def test_sigterm_then_resume_gives_identical_output(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    cut = 9_000
+    running = Running(command(config, state))
+    running.write(stream[:cut])
+    running.wait_for_lines(cut)
+    running.process.send_signal(signal.SIGTERM)  # stdin still open, as when Telegraf gives up
+    assert running.process.wait(timeout=10) == 0
+    first = running.finish()
+    second = run(config, state, stream[cut:])
+    assert first + second.stdout.splitlines(True) == reference
+
+
+def test_kill_9_resumes_from_the_last_periodic_snapshot(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    running = Running(command(config, state))
+    written = 0
+    for start in range(0, 12_000, 1_000):
+        running.write(stream[start : start + 1_000])
+        written += 1_000
+        time.sleep(0.3)  # periodic saves every 0.2 s, in a forked child
+    running.wait_for_lines(written)
+    deadline = time.monotonic() + 10
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running.process.kill()
+    running.process.wait(timeout=10)
+    saved = parse(state.read_bytes())
+    position = saved["processed"]
+    assert 0 < position <= written
+    resumed = run(config, state, stream[position:])
+    assert resumed.returncode == 0
+    assert resumed.stdout.splitlines(True) == reference[position:]
+
+
+def test_missing_file_starts_fresh_quietly(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    result = run(config, tmp_path / "none.msgpack", stream[:2_000])
+    assert result.stdout.splitlines(True) == reference[:2_000]
+    assert b"W! state" not in result.stderr and b"restored" not in result.stderr
+    assert (tmp_path / "none.msgpack").exists()  # saved at exit
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "version"])
+def test_bad_file_is_set_aside_with_one_warning(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path, damage: str
+) -> None:
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, stream[:2_000]).returncode == 0
+    good = state.read_bytes()
+    if damage == "truncated":
+        state.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        state.write_bytes(b"\x00not a snapshot\xff" * 10)
+    else:
+        document = msgpack.unpackb(good, raw=False)
+        document["version"] = 99
+        state.write_bytes(msgpack.packb(document, use_bin_type=True))
+    result = run(config, state, stream[:2_000])
+    assert result.returncode == 0
+    assert result.stdout.splitlines(True) == reference[:2_000]  # a fresh start
+    warnings = [line for line in result.stderr.splitlines() if b"state file" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(b"W! ")
+    assert list(tmp_path.glob("state.msgpack.corrupt-*"))
+    assert parse(state.read_bytes())["format"] == FORMAT  # a good snapshot was saved again
+
+
+def test_changed_model_restarts_every_series_and_says_why(
+    stream: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, stream[:3_000]).returncode == 0
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(CONFIG.replace("height: 8", "height: 6"))
+    result = run(changed, state, stream[3_000:5_000])
+    fresh = run(changed, None, stream[3_000:5_000])
+    assert result.stdout == fresh.stdout
+    assert b"W! state file" in result.stderr
+    assert (
+        b"model configuration changed (height 8 -> 6): all 20 series start fresh" in result.stderr
+    )
+
+
+def test_changed_features_restart_only_the_affected_series(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {window_size: 5}\nalerts: {enabled: false}\n")
+    lines = [f"a,id=1 x={i % 7},y={i % 3} {i}\n".encode() for i in range(20)]
+    lines += [f"b,id=2 x={i % 5},z={i % 4} {i}\n".encode() for i in range(20)]
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, lines).returncode == 0
+    config.write_text("model: {window_size: 5}\nalerts: {enabled: false}\nfeatures: [x, y]\n")
+    result = run(config, state, [b"a,id=1 x=1,y=1 99\n", b"b,id=2 x=1,y=1 99\n"])
+    out = result.stdout.splitlines()
+    assert b"anomaly_score=" in out[0]  # measurement a resumed past its warm-up
+    assert b"anomaly=warmup" in out[1]  # b's features changed: it starts over
+    assert b"features changed: 1 series start fresh" in result.stderr
+
+
+@pytest.mark.parametrize("failure", ["no-directory", "disk-full"])
+def test_failed_saves_warn_and_processing_goes_on(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path, failure: str
+) -> None:
+    if failure == "no-directory":
+        state, preexec = tmp_path / "missing-dir" / "state.msgpack", None
+        (tmp_path / "missing-dir").write_text("a file where a directory should be")
+    else:
+        state = tmp_path / "state.msgpack"
+
+        def preexec() -> None:  # files may not grow past 10 kB: writes fail like a full disk
+            resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    result = run(config, state, stream[:4_000], preexec)
+    assert result.returncode == 0
+    assert result.stdout.splitlines(True) == reference[:4_000]
+    assert b"could not save state" in result.stderr or b"cannot lock state file" in result.stderr
+
+
+def test_second_process_on_the_same_file_runs_without_persisting(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    first = Running(command(config, state))
+    first.write(stream[:500])
+    first.wait_for_lines(500)
+    second = run(config, state, stream[:1_000])
+    assert second.returncode == 0
+    assert second.stdout.splitlines(True) == reference[:1_000]
+    assert b"is in use by another hst-processor: running without persisting" in second.stderr
+    assert first.process.stdin is not None
+    first.process.stdin.close()
+    assert first.process.wait(timeout=10) == 0
+    assert parse(state.read_bytes())["processed"] == 500  # only the first one wrote
+
+
+def test_a_save_that_dies_halfway_leaves_the_last_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.msgpack"
+    write_atomic(path, b"complete snapshot")
+
+    def crash(fd: int) -> None:
+        raise KeyboardInterrupt  # dies after writing, before the rename
+
+    monkeypatch.setattr("hst_processor.state.os.fsync", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, b"a newer snapshot, never completed")
+    assert path.read_bytes() == b"complete snapshot"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.msgpack"]
+
+
+def test_leftovers_of_a_killed_save_are_cleared_and_the_snapshot_loads(
+    stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, stream[:3_000]).returncode == 0
+    leftover = tmp_path / "state.msgpack.tmp.99999"
+    leftover.write_bytes(b"half a snapsh")  # what kill -9 during a save leaves behind
+    result = run(config, state, stream[3_000:4_000])
+    assert result.stdout.splitlines(True) == reference[3_000:4_000]
+    assert not leftover.exists()
+
+
+def test_inspect_state_shows_series_warmup_and_alerts(
+    stream: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, stream[:11_000]).returncode == 0
+    script = shutil.which("hst-processor")
+    assert script is not None
+    shown = subprocess.run([script, "inspect-state", str(state)], capture_output=True, text=True)
+    assert shown.returncode == 0
+    assert shown.stdout.startswith("format hst-processor-state version 1")
+    assert "after 11000 metrics" in shown.stdout
+    assert "20 series" in shown.stdout
+    assert "machine_data,machineID=machine3:" in shown.stdout
+    assert "ALERT OPEN" in shown.stdout  # machine3 and machine17 are mid-fault at 11,000
+    assert "last seen 2026-01-01" in shown.stdout
