@@ -5,6 +5,7 @@
     hst-processor [--config FILE] [--state-file FILE]   score stdin to stdout (Telegraf runs this)
     hst-processor check-config FILE                     validate a config file and exit
     hst-processor inspect-state FILE                    show what a state snapshot holds
+    hst-processor forget-series FILE TAG=VALUE...       reset the matching series' models
 
 The config file comes from ``--config`` or the ``HST_PROCESSOR_CONFIG`` environment variable;
 with neither, the defaults apply. A bad config stops the command at start with the key and the
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE")
     inspect = commands.add_parser("inspect-state", help="show what a state snapshot holds")
     inspect.add_argument("file", metavar="FILE")
+    forget = commands.add_parser(
+        "forget-series", help="drop the series matching TAG=VALUE from a state file"
+    )
+    forget.add_argument("file", metavar="FILE")
+    forget.add_argument("match", metavar="TAG=VALUE", nargs="+")
     return parser
 
 
@@ -65,6 +71,8 @@ def main(
         return _check_config(args.file, log)
     if args.command == "inspect-state":
         return _inspect_state(args.file, log, stderr)
+    if args.command == "forget-series":
+        return _forget_series(args.file, args.match, log)
     config_path = args.config or os.environ.get(CONFIG_ENV) or None
     try:
         config = load_config(config_path)
@@ -98,6 +106,26 @@ def _inspect_state(path: str, log: Log, stderr: TextIO | None) -> int:
         log.error(f"{path}: {error}")
         return 1
     print(describe(document))
+    return EXIT_OK
+
+
+def _forget_series(path: str, matches: list[str], log: Log) -> int:
+    from hst_processor.state import StateError, StateStore, forget
+
+    pairs = [tuple(match.split("=", 1)) for match in matches]
+    if any(len(pair) != 2 for pair in pairs):
+        log.error("forget-series: each match must be TAG=VALUE")
+        return EXIT_CONFIG
+    store = StateStore(path, interval=0, log=log)
+    if not store.acquire():
+        log.error("forget-series: stop the processor that uses this file first")
+        return 1
+    try:
+        removed = forget(store.path, dict(pairs))  # type: ignore[arg-type]
+    except (OSError, StateError) as error:
+        log.error(f"forget-series: {path}: {error}")
+        return 1
+    log.info(f"forgot {removed} series; they start fresh on the next run")
     return EXIT_OK
 
 

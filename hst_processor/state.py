@@ -39,7 +39,16 @@ from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
 from hst_processor.log import Log
 
-__all__ = ["FORMAT", "VERSION", "StateError", "StateStore", "describe", "restore", "snapshot"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "StateError",
+    "StateStore",
+    "describe",
+    "forget",
+    "restore",
+    "snapshot",
+]
 
 FORMAT = "hst-processor-state"
 VERSION = 1
@@ -180,6 +189,20 @@ def _restore_series(
         last_seen=saved["last_seen"],
     )
     detector.series[key] = series
+
+
+def forget(path: Path, match: Mapping[str, str]) -> int:
+    """Remove the series whose tags include ``match`` from a snapshot file; return how many."""
+    document = parse(path.read_bytes())
+    kept = [
+        saved
+        for saved in document["series"]
+        if not all(dict(map(tuple, saved["tags"])).get(k) == v for k, v in match.items())
+    ]
+    removed = len(document["series"]) - len(kept)
+    document["series"] = kept
+    write_atomic(path, msgpack.packb(document, use_bin_type=True))
+    return removed
 
 
 def describe(document: Mapping[str, Any], window_size: int | None = None) -> str:

@@ -309,3 +309,19 @@ def test_inspect_state_shows_series_warmup_and_alerts(
     assert "machine_data,machineID=machine3:" in shown.stdout
     assert "ALERT OPEN" in shown.stdout  # machine3 and machine17 are mid-fault at 11,000
     assert "last seen 2026-01-01" in shown.stdout
+
+
+def test_forget_series_resets_one_machine(
+    stream: list[bytes], config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, stream[:3_000]).returncode == 0
+    script = shutil.which("hst-processor")
+    assert script is not None
+    forgot = subprocess.run(
+        [script, "forget-series", str(state), "machineID=machine5"], capture_output=True
+    )
+    assert forgot.returncode == 0 and b"I! forgot 1 series" in forgot.stderr
+    result = run(config, state, stream[3_000:3_020])
+    out = result.stdout.splitlines()
+    assert all((b"anomaly=warmup" in line) == (b"machineID=machine5," in line) for line in out)
