@@ -427,10 +427,6 @@ class Forest:
             start = end
         return result
 
-    def totals_many(self, masses: Masses, points: FloatArray) -> FloatArray:
-        """Totals of one series' complete points against its current reference window."""
-        return self.totals_multi([masses] * len(points), points)
-
     def learn_many(self, masses: Masses, points: FloatArray) -> None:
         """Learn one series' complete points in order, ending windows where they fill."""
         start = 0
