@@ -41,16 +41,22 @@ def learned_limits(warmup: FloatArray, margin: float) -> tuple[FloatArray, Float
     """Limits covering the warm-up rows, widened by ``margin`` of their range on each side."""
     seen_low = np.nanmin(warmup, axis=0)
     seen_high = np.nanmax(warmup, axis=0)
-    middle = (seen_low + seen_high) / 2
+    # Halves first, so that values near the float limit cannot overflow.
+    middle = seen_low / 2 + seen_high / 2
     flat = np.maximum(np.abs(middle) * _FLAT_RANGE_FRACTION, _FLAT_RANGE_FLOOR)
-    half_width = np.maximum((seen_high - seen_low) * (0.5 + margin), flat)
-    return middle - half_width, middle + half_width
+    with np.errstate(over="ignore", invalid="ignore"):
+        half_width = np.maximum((seen_high / 2 - seen_low / 2) * (1 + 2 * margin), flat)
+        low, high = middle - half_width, middle + half_width
+    biggest = np.finfo(np.float64).max
+    return np.nan_to_num(low, neginf=-biggest), np.nan_to_num(high, posinf=biggest)
 
 
 def scale(rows: FloatArray, low: FloatArray, high: FloatArray) -> FloatArray:
     """Map rows into the unit box; values beyond the limits land beyond [0, 1], which the
     trees treat as the outermost cells."""
-    # A value near the float limit may overflow to inf, which the trees still place correctly.
+    # Halves, so that limits spanning more than the float range cannot overflow; halving is
+    # exact, so ordinary values scale to exactly (rows - low) / (high - low). A value near the
+    # float limit may still become inf, which the trees place in the outermost cell.
     with np.errstate(over="ignore", invalid="ignore"):
-        result: FloatArray = (rows - low) / (high - low)
+        result: FloatArray = (rows / 2 - low / 2) / (high / 2 - low / 2)
     return result
