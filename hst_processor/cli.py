@@ -70,7 +70,7 @@ def main(
     if args.command == "check-config":
         return _check_config(args.file, log)
     if args.command == "inspect-state":
-        return _inspect_state(args.file, log, stderr)
+        return _inspect_state(args.file, log)
     if args.command == "forget-series":
         return _forget_series(args.file, args.match, log)
     config_path = args.config or os.environ.get(CONFIG_ENV) or None
@@ -93,7 +93,7 @@ def _check_config(path: str, log: Log) -> int:
     return EXIT_OK
 
 
-def _inspect_state(path: str, log: Log, stderr: TextIO | None) -> int:
+def _inspect_state(path: str, log: Log) -> int:
     from hst_processor.state import StateError, describe, parse
 
     try:

@@ -68,7 +68,6 @@ class Series:
     warmup_rows: list[list[float]] = field(default_factory=list)
     anomalous_run: int = 0
     complete: bool = False  # every feature has been seen at least once
-    typical: tuple[int, float] | None = None  # (windows completed, typical total)
     alert: AlertState = field(default_factory=AlertState)
     last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
 
@@ -319,7 +318,7 @@ class Detector:
                 self.counters.warmup += 1
                 learning = True
             else:
-                score = calibrated_score(total, self._typical(series, engine), isolated)
+                score = calibrated_score(total, engine.typical_total(masses), isolated)
                 anomalous = score >= threshold
                 series.anomalous_run = series.anomalous_run + 1 if anomalous else 0
                 learning = (
@@ -395,12 +394,6 @@ class Detector:
     def _seconds(metric: Metric) -> float:
         # Telegraf always writes nanoseconds; a metric without a time is "now".
         return metric.timestamp / 1e9 if metric.timestamp is not None else time.time()
-
-    def _typical(self, series: Series, engine: Engine) -> float:
-        windows = series.masses.windows
-        if series.typical is None or series.typical[0] != windows:
-            series.typical = (windows, engine.typical_total(series.masses))
-        return series.typical[1]
 
     def _freeze_limits(self, series: Series, engine: Engine) -> None:
         warmup = np.array(series.warmup_rows, dtype=np.float64)

@@ -64,6 +64,7 @@ class _RiverModel:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.windows = 0
+        self.typical: tuple[int, float] | None = None  # (windows, typical total)
 
     @property
     def counter(self) -> int:
@@ -128,6 +129,12 @@ class RiverEngine:
         return dict(zip(self.features, row, strict=True))
 
     def typical_total(self, masses: _RiverModel) -> float:
+        # Walking river's node objects is slow: once per reference window is enough.
+        if masses.typical is None or masses.typical[0] != masses.windows:
+            masses.typical = (masses.windows, self._walk_typical(masses))
+        return masses.typical[1]
+
+    def _walk_typical(self, masses: _RiverModel) -> float:
         size_limit = SIZE_LIMIT_FRACTION * self.window_size
 
         def weighted(node: Any, weight: int) -> float:

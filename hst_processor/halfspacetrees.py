@@ -81,8 +81,8 @@ class HalfSpaceTrees:
             names = forest.structure.features
             if len(points) - start < VECTOR_MIN_POINTS:
                 for point in points[start:]:
-                    row = [point.get(name) for name in names]
-                    scores.append(forest.to_score(forest.score_learn_one(masses, row)))
+                    total = forest.score_learn_one(masses, self._row(forest, point))
+                    scores.append(forest.to_score(total))
                 return scores
             # Gather the longest run of complete points and score it as one array.
             rows: list[list[float]] = []
@@ -96,7 +96,7 @@ class HalfSpaceTrees:
                 scores.extend(forest.to_score(total) for total in totals.tolist())
                 start += len(rows)
             else:
-                scores.append(self.score_one(points[start]))
-                self.learn_one(points[start])
+                total = forest.score_learn_one(masses, self._row(forest, points[start]))
+                scores.append(forest.to_score(total))
                 start += 1
         return scores

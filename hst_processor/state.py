@@ -205,11 +205,15 @@ def forget(path: Path, match: Mapping[str, str]) -> int:
     return removed
 
 
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
 def describe(document: Mapping[str, Any], window_size: int | None = None) -> str:
     """A human-readable account of a snapshot, for ``inspect-state``."""
     model = document["model"]
     window = window_size or int(model["window_size"])
-    saved_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(document["saved_at"]))
+    saved_at = _utc(document["saved_at"])
     lines = [
         f"format {document['format']} version {document['version']}, saved {saved_at}, "
         f"after {document['processed']} metrics",
@@ -222,11 +226,7 @@ def describe(document: Mapping[str, Any], window_size: int | None = None) -> str
         points = masses["windows"] * window + masses["counter"] + len(saved["warmup_rows"])
         warm = "warming up" if masses["first_window"] else f"{masses['windows']} windows"
         seen = saved["last_seen"]
-        last = (
-            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seen / 1e9))
-            if seen is not None
-            else "no timestamp"
-        )
+        last = _utc(seen / 1e9) if seen is not None else "no timestamp"
         alert = "ALERT OPEN" if saved["alert"]["is_open"] else "no alert"
         tags = ",".join(f"{k}={v}" for k, v in saved["tags"])
         lines.append(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.telegraf_harness import ExecdHarness
+from tests.telegraf_harness import KNOWN_PREFIX, ExecdHarness
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "hst-processor.yaml"
@@ -168,7 +168,7 @@ def test_closed_stdout_ends_the_process_quietly() -> None:
     stderr = process.stderr.read() if process.stderr else b""
     assert exit_code == 0
     assert b"Traceback" not in stderr
-    assert all(re.match(rb"^[EWIDT]! ", line) for line in stderr.splitlines())
+    assert all(KNOWN_PREFIX.match(line) for line in stderr.splitlines())
 
 
 def test_lone_line_latency_is_small(harness: ExecdHarness) -> None:
