@@ -1,8 +1,9 @@
 """One simulated machine: its identity, its load walk, the faults it suffers right now.
 
-Each machine draws from its own random generator, so switching a fault on one machine leaves
-every other machine's data exactly as it would have been: a run with the same seed and the same
-fault schedule is the same run.
+Each machine draws from its own random generators, one for its healthy behaviour and one for its
+faults, so switching a fault leaves every other machine's data, and this machine's healthy
+readings, exactly as they would have been: a fault's effect is the difference from the same run
+without it, and a run with the same seed and the same fault schedule is the same run.
 
 >>> machine = Machine("machine1", provider="Acme", barcode="4006381333931", seed=7)
 >>> first = machine.step(0)
@@ -45,6 +46,7 @@ class Machine:
         self.provider = provider
         self.barcode = barcode
         self._rng = random.Random(seed)
+        self._fault_rng = random.Random(seed + 1)
         self.load = self._rng.uniform(60.0, 90.0)
         self.faults: dict[str, ActiveFault] = {}
         self.last: Reading | None = None
@@ -73,7 +75,7 @@ class Machine:
         previous = self.last or reading
         for active in self.faults.values():
             elapsed = (time_ns - active.started_ns) / _NS
-            reading = FAULTS[active.kind].apply(reading, elapsed, previous, self._rng)
+            reading = FAULTS[active.kind].apply(reading, elapsed, previous, self._fault_rng)
             if active.samples_left:
                 active.samples_left -= 1
         self.last, self.last_time_ns = reading, time_ns
