@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from simulator.labels import read_labels
+from tests.mosquitto_broker import ROOT, Broker, Subscriber, free_port, test_config, wait_for_port
 
-from .broker import ROOT, Broker, Subscriber, free_port, test_config, wait_for_port
 from .running import SimulatorProcess
 
 FIELDS = {"load", "power", "temperature", "vibration"}

@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from simulator.labels import read_labels
+from tests.mosquitto_broker import Broker, Subscriber, free_port, test_config
 
-from .broker import Broker, Subscriber, free_port, test_config
 from .running import SimulatorProcess
 
 # Root in a container, and a machine whose network reaches only package registries: no

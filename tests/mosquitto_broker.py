@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = ROOT / "mosquitto" / "mosquitto.conf"
 
 
