@@ -22,14 +22,6 @@ FIELDS = {"load", "power", "temperature", "vibration"}
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    port = free_port()
-    running = Broker(test_config(tmp_path, port), port).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def subscriber(broker: Broker) -> Iterator[Subscriber]:
     listening = Subscriber(broker.port).start()
     yield listening

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from simulator.labels import read_labels
-from tests.mosquitto_broker import Broker, Subscriber, free_port, test_config
+from tests.mosquitto_broker import Broker, Subscriber
 
 from .running import SimulatorProcess
 
@@ -44,14 +44,6 @@ def browser() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    port = free_port()
-    running = Broker(test_config(tmp_path, port), port).start()
-    yield running
-    running.stop()
 
 
 def fault_button(page: Page, machine: str, kind: str):  # type: ignore[no-untyped-def]
