@@ -100,13 +100,14 @@ class StuckSensor(Fault):
 
 @dataclass(frozen=True)
 class Decoupling(Fault):
-    """Power stops following load: it sits near the middle of its normal band while load keeps
-    walking, as when a drive slips. Each field alone still looks normal."""
+    """Power stops following load: a slipping drive, its motor drawing idle power (200-204)
+    whatever the load. Each field alone still looks normal; only at low load is the pair
+    normal too."""
 
     def apply(
         self, reading: Reading, elapsed: float, previous: Reading, rng: random.Random
     ) -> Reading:
-        return dataclasses.replace(reading, power=210.0 + rng.uniform(-1.0, 1.0))
+        return dataclasses.replace(reading, power=200.0 + rng.uniform(0.0, 4.0))
 
 
 FAULTS: dict[str, Fault] = {
