@@ -18,43 +18,12 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import IO, Any
+from dataclasses import replace
+from typing import IO
+
+from hst_processor.labels import FaultLabel, iso_time, parse_labels, read_labels
 
 __all__ = ["FaultLabel", "LabelLog", "iso_time", "parse_labels", "read_labels"]
-
-
-@dataclass(frozen=True)
-class FaultLabel:
-    """One fault window on one machine. ``end_ns`` is None while the fault lasts."""
-
-    id: int
-    machine: str
-    kind: str
-    field: str
-    start_ns: int
-    end_ns: int | None
-    source: str
-
-    def record(self) -> dict[str, Any]:
-        """The JSON object written for this label, with readable times beside the numbers."""
-        record = asdict(self)
-        record["start"] = iso_time(self.start_ns)
-        record["end"] = None if self.end_ns is None else iso_time(self.end_ns)
-        return record
-
-
-def iso_time(time_ns: int) -> str:
-    """RFC 3339 in UTC with nanoseconds, the way InfluxDB prints times.
-
-    >>> iso_time(1_767_225_600_000_000_001)
-    '2026-01-01T00:00:00.000000001Z'
-    """
-    seconds, nanoseconds = divmod(time_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}Z"
 
 
 class LabelLog:
@@ -85,31 +54,3 @@ class LabelLog:
         if self._stream is not None:
             self._stream.write(json.dumps(label.record()) + "\n")
             self._stream.flush()
-
-
-def parse_labels(text: str) -> list[FaultLabel]:
-    """Fault windows from a labels file's text, one per fault, the latest record winning."""
-    labels: dict[int, FaultLabel] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            label = FaultLabel(
-                id=int(record["id"]),
-                machine=str(record["machine"]),
-                kind=str(record["kind"]),
-                field=str(record["field"]),
-                start_ns=int(record["start_ns"]),
-                end_ns=None if record["end_ns"] is None else int(record["end_ns"]),
-                source=str(record["source"]),
-            )
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"labels line {number}: not a fault label ({error})") from None
-        labels[label.id] = label
-    return sorted(labels.values(), key=lambda label: (label.start_ns, label.id))
-
-
-def read_labels(path: str | Path) -> list[FaultLabel]:
-    """Fault windows from a labels file."""
-    return parse_labels(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,84 @@
+"""Fault labels: the ground truth a labelled run leaves beside its metrics.
+
+The simulator writes them (``simulator.labels.LabelLog``); ``hst-processor evaluate`` reads
+them. A labels file is JSON lines: each fault is written when it starts (``end_ns`` null) and
+again, with its end, when it stops; the last record of an ``id`` wins. Windows are half-open,
+``[start_ns, end_ns)``, in the metrics' own nanoseconds.
+
+>>> labels = parse_labels(
+...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "power", "start_ns": 5, '
+...     '"end_ns": null, "source": "api"}\\n'
+...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "power", "start_ns": 5, '
+...     '"end_ns": 8, "source": "api"}\\n')
+>>> [(label.kind, label.start_ns, label.end_ns) for label in labels]
+[('spike', 5, 8)]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FaultLabel", "iso_time", "parse_labels", "read_labels"]
+
+
+@dataclass(frozen=True)
+class FaultLabel:
+    """One fault window on one machine. ``end_ns`` is None while the fault lasts."""
+
+    id: int
+    machine: str
+    kind: str
+    field: str
+    start_ns: int
+    end_ns: int | None
+    source: str
+
+    def record(self) -> dict[str, Any]:
+        """The JSON object written for this label, with readable times beside the numbers."""
+        record = asdict(self)
+        record["start"] = iso_time(self.start_ns)
+        record["end"] = None if self.end_ns is None else iso_time(self.end_ns)
+        return record
+
+
+def iso_time(time_ns: int) -> str:
+    """RFC 3339 in UTC with nanoseconds, the way InfluxDB prints times.
+
+    >>> iso_time(1_767_225_600_000_000_001)
+    '2026-01-01T00:00:00.000000001Z'
+    """
+    seconds, nanoseconds = divmod(time_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}Z"
+
+
+def parse_labels(text: str) -> list[FaultLabel]:
+    """Fault windows from a labels file's text, one per fault, the latest record winning."""
+    labels: dict[int, FaultLabel] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            label = FaultLabel(
+                id=int(record["id"]),
+                machine=str(record["machine"]),
+                kind=str(record["kind"]),
+                field=str(record["field"]),
+                start_ns=int(record["start_ns"]),
+                end_ns=None if record["end_ns"] is None else int(record["end_ns"]),
+                source=str(record["source"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"labels line {number}: not a fault label ({error})") from None
+        labels[label.id] = label
+    return sorted(labels.values(), key=lambda label: (label.start_ns, label.id))
+
+
+def read_labels(path: str | Path) -> list[FaultLabel]:
+    """Fault windows from a labels file."""
+    return parse_labels(Path(path).read_text(encoding="utf-8"))
