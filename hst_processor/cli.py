@@ -6,6 +6,9 @@
     hst-processor check-config FILE                     validate a config file and exit
     hst-processor inspect-state FILE                    show what a state snapshot holds
     hst-processor forget-series FILE TAG=VALUE...       reset the matching series' models
+    hst-processor replay FILE [-o OUT]                  score a file offline, summarise per series
+    hst-processor evaluate FILE --labels LABELS         detection against ground truth
+    hst-processor plot FILE [--labels LABELS] -o PNG    values, scores, faults and alerts
 
 The config file comes from ``--config`` or the ``HST_PROCESSOR_CONFIG`` environment variable;
 with neither, the defaults apply. A bad config stops the command at start with the key and the
@@ -54,6 +57,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     forget.add_argument("file", metavar="FILE")
     forget.add_argument("match", metavar="TAG=VALUE", nargs="+")
+    replay = commands.add_parser(
+        "replay", help="score a file of line protocol offline, as the live processor would"
+    )
+    replay.add_argument("file", metavar="FILE", help="line protocol ('-': stdin)")
+    replay.add_argument("-o", "--output", metavar="OUT", help="enriched lines (default stdout)")
+    evaluate = commands.add_parser(
+        "evaluate", help="measure detection against labelled faults, beside simple baselines"
+    )
+    evaluate.add_argument("file", metavar="FILE", help="line protocol of a labelled run")
+    evaluate.add_argument("--labels", required=True, help="the simulator's labels (JSON lines)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    evaluate.add_argument(
+        "--sweep",
+        metavar="T1,T2,...",
+        help="also evaluate these thresholds (one replay each) and suggest one",
+    )
+    evaluate.add_argument(
+        "--max-false-alerts",
+        type=float,
+        default=1.0,
+        help="false alerts per machine per day allowed for the suggestion (default 1)",
+    )
+    evaluate.add_argument(
+        "--grace", type=float, default=60.0, help="seconds after a fault that still count (60)"
+    )
+    evaluate.add_argument("--no-baselines", action="store_true", help="HST only")
     return parser
 
 
@@ -80,6 +109,14 @@ def main(
         log.error(f"config error: {error}")
         return EXIT_CONFIG
     log.set_level(config.log.level, config.log.repeat_interval)
+    if args.command == "replay":
+        from hst_processor.offline import run_replay
+
+        return run_replay(config, args.file, args.output, log)
+    if args.command == "evaluate":
+        from hst_processor.offline import run_evaluate
+
+        return run_evaluate(config, args, log)
     return _run(config, log, stdin_fd, stdout_fd, args.state_file or config.state.file)
 
 

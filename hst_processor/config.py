@@ -169,6 +169,10 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     state: StateConfig = field(default_factory=StateConfig)
 
+    def feature_sources(self) -> dict[str, str]:
+        """Each model feature's source field (a raw feature is its own source)."""
+        return {name: name for name in self.features}
+
 
 # ---------------------------------------------------------------------------------------------
 # Loading

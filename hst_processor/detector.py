@@ -32,7 +32,7 @@ from hst_processor.lineproto import Metric
 from hst_processor.log import Log
 from hst_processor.scaling import fixed_limits, learned_limits, scale
 
-__all__ = ["Counters", "Detector", "SeriesKey", "Verdict"]
+__all__ = ["Counters", "Detector", "SeriesKey", "Verdict", "describe_series"]
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 _KEY_CACHE_LIMIT = 100_000
@@ -163,7 +163,8 @@ class Detector:
             return False
         return True
 
-    def _series_key(self, metric: Metric) -> SeriesKey:
+    def series_key(self, metric: Metric) -> SeriesKey:
+        """The series a metric belongs to: its measurement and ``group_by`` tag values."""
         # The key is a function of the measurement and tags, that is of the text before the
         # fields, which repeats for every metric of a series: look it up by that text.
         series_text = metric.text[: metric.series_end]
@@ -182,7 +183,7 @@ class Detector:
         return key
 
     def _series_for(self, metric: Metric) -> Series | None:
-        key = self._series_key(metric)
+        key = self.series_key(metric)
         series = self.series.get(key)
         if series is not None:
             self.series.move_to_end(key)
@@ -194,7 +195,8 @@ class Detector:
         )
         if not features:
             self.log.warn_repeated(
-                "no-features", f"{_describe(key)} has no numeric field to score; passed through"
+                "no-features",
+                f"{describe_series(key)} has no numeric field to score; passed through",
             )
             return None
         features = tuple(sorted(features))
@@ -205,7 +207,7 @@ class Detector:
             self.log.warn_repeated(
                 "evicted",
                 f"max_series={self.config.max_series} reached: forgot the least recently seen "
-                f"series {_describe(evicted)}",
+                f"series {describe_series(evicted)}",
             )
         series = Series(
             key=key,
@@ -234,7 +236,7 @@ class Detector:
                 self.counters.non_numeric += 1
                 self.log.warn_repeated(
                     f"non-numeric:{name}",
-                    f"field {name!r} of {_describe(series.key)} is not a number "
+                    f"field {name!r} of {describe_series(series.key)} is not a number "
                     f"({type(value).__name__}); using its last known value",
                 )
         if not series.complete:
@@ -410,6 +412,6 @@ def _is_numeric(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _describe(key: SeriesKey) -> str:
+def describe_series(key: SeriesKey) -> str:
     measurement, tags = key
     return measurement + "".join(f",{k}={v}" for k, v in tags)

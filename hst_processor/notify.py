@@ -248,10 +248,20 @@ class WebhookSink:
         self._log.error(message)
 
 
+class AlertSink(Protocol):
+    """Where alerts go: a webhook, the log, or (offline) a list."""
+
+    counters: AlertCounters
+
+    def enqueue(self, event: AlertEvent) -> None: ...
+
+    def close(self, deadline: float) -> None: ...
+
+
 class Notifier:
     """Fans each alert out to every configured sink."""
 
-    def __init__(self, sinks: Sequence[LogSink | WebhookSink], shutdown_grace: float) -> None:
+    def __init__(self, sinks: Sequence[AlertSink], shutdown_grace: float) -> None:
         self.sinks = list(sinks)
         self.shutdown_grace = shutdown_grace
 
@@ -281,7 +291,7 @@ def build_notifier(
     """The sinks the config and the environment ask for; None when alerts are off."""
     if not config.enabled:
         return None
-    sinks: list[LogSink | WebhookSink] = []
+    sinks: list[AlertSink] = []
     webhooks = [
         (
             "Slack",

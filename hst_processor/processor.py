@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hst_processor.config import Config
@@ -77,8 +78,10 @@ class Processor:
         detector: Detector | None = None,
         notifier: Notifier | None = None,
         state: StateStore | None = None,
+        observer: Callable[[Metric, Verdict], None] | None = None,
     ) -> None:
         self.config = config
+        self._observer = observer  # offline tools (replay, evaluate) see every verdict
         self.log = log
         self.notifier = notifier
         self.state = state
@@ -131,6 +134,10 @@ class Processor:
             bodies.append(body)
             metrics.append(parse(body))
         verdicts = self.detector.process(metrics)
+        if self._observer is not None:
+            for metric, verdict in zip(metrics, verdicts, strict=True):
+                if metric is not None and verdict is not None:
+                    self._observer(metric, verdict)
         out: list[str] = []
         for chunk, body, metric, verdict in zip(chunks, bodies, metrics, verdicts, strict=True):
             if metric is None or verdict is None:

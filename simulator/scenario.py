@@ -44,7 +44,9 @@ __all__ = [
 ]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhd])+$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 
 class ScenarioError(ValueError):
@@ -75,17 +77,20 @@ class Scenario:
 
 
 def parse_duration(value: Any, key: str) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"1.5m"``, ``"2h"`` or ``"1d"``.
+    """Seconds from ``90``, ``"90s"``, ``"1.5m"``, ``"2h"``, ``"1d"`` or ``"1h30m"``.
 
-    >>> parse_duration("1.5m", "at")
-    90.0
+    >>> parse_duration("1.5m", "at"), parse_duration("1h30m", "at")
+    (90.0, 5400.0)
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ScenarioError(f"{key}: {value!r} is not a duration (seconds, or 30s, 10m, 2h, 1d)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if isinstance(value, str):
+        if number := _NUMBER.match(value):
+            return float(number.group(1))
+        if _DURATION.match(value.replace(" ", "")):
+            parts = _PART.findall(value.replace(" ", ""))
+            return sum(float(amount) * _UNITS[unit] for amount, unit in parts)
+    raise ScenarioError(f"{key}: {value!r} is not a duration (seconds, or 30s, 10m, 2h, 1h30m)")
 
 
 def parse_start(value: Any, key: str = "start") -> int:

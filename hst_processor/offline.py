@@ -1,0 +1,104 @@
+"""The offline commands behind the CLI: ``replay`` and ``evaluate`` (file in, report out)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import ExitStack
+from typing import TextIO
+
+from hst_processor.config import Config
+from hst_processor.log import Log
+
+__all__ = ["run_evaluate", "run_replay"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _open_input(path: str) -> TextIO:
+    if path == "-":
+        return sys.stdin
+    return open(path, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
+    from hst_processor.replay import progress_bar, replay
+
+    with ExitStack() as stack:
+        try:
+            source = stack.enter_context(_open_input(path))
+            sink = (
+                stack.enter_context(open(output, "w", encoding="utf-8", errors="surrogateescape"))
+                if output
+                else None
+            )
+        except OSError as error:
+            log.error(f"replay: cannot open {error.filename}: {error.strerror}")
+            return EXIT_FAILED
+        size = os.fstat(source.fileno()).st_size if path != "-" else 0
+        result = replay(
+            config, source, sink or sys.stdout, log, progress=progress_bar(size) if size else None
+        )
+    report = sys.stdout if sink else sys.stderr
+    width = max([len(name) for name in result.summaries] + [6])
+    print(f"{'series':<{width}}  metrics  warm-up  scored  anomalous  alerts", file=report)
+    for name, summary in sorted(result.summaries.items()):
+        print(
+            f"{name:<{width}}  {summary.metrics:7d}  {summary.warmup:7d}  {summary.scored:6d}"
+            f"  {summary.anomalous_share:8.2%}  {summary.alerts:6d}",
+            file=report,
+        )
+    for event in result.openings:
+        reasons = "; ".join(f"{r.name} = {r.value:g}" for r in event.reasons)
+        print(f"alert {event.machine} at {_utc(event.time)}: score {event.score:.2f} {reasons}",
+              file=report)  # fmt: skip
+    return EXIT_OK
+
+
+def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
+    from hst_processor.evaluate import evaluate_file, format_table, suggest_threshold
+    from hst_processor.labels import read_labels
+
+    try:
+        labels = read_labels(args.labels)
+        with _open_input(args.file) as source:
+            text = source.read()
+    except OSError as error:
+        log.error(f"evaluate: cannot read {error.filename}: {error.strerror}")
+        return EXIT_FAILED
+    except ValueError as error:
+        log.error(f"evaluate: {args.labels}: {error}")
+        return EXIT_USAGE
+    try:
+        thresholds = [float(t) for t in args.sweep.split(",")] if args.sweep else []
+    except ValueError:
+        log.error(f"evaluate: --sweep takes thresholds like 0.4,0.5,0.6, not {args.sweep!r}")
+        return EXIT_USAGE
+    results, sweep = evaluate_file(
+        text,
+        labels,
+        config,
+        thresholds=thresholds,
+        baselines=not args.no_baselines,
+        grace=args.grace,
+        field_of=config.feature_sources(),
+    )
+    if args.json:
+        best = suggest_threshold(sweep, args.max_false_alerts)
+        document = {
+            "detectors": [result.as_dict() for result in results],
+            "sweep": [result.as_dict() for result in sweep],
+            "suggested_threshold": best.threshold if best else None,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(format_table(results, sweep, args.max_false_alerts))
+    return EXIT_OK
+
+
+def _utc(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return f"{datetime.fromtimestamp(seconds, tz=timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
