@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from hst_processor.derived import KINDS, DerivedFeature
 from hst_processor.errors import ConfigError
 
 __all__ = [
@@ -94,6 +95,10 @@ class OutputConfig:
     score_field: str = "anomaly_score"
     raw_score_field: str = ""
     """Also emit river's raw score under this field name (empty: off)."""
+    feature_field: str = "anomaly_feature"
+    """On an anomalous metric, the field(s) that drove the score, most to blame first, as a
+    string field (``"vibration"``, ``"power,load"``; empty option: off). A derived feature is
+    named by its source field. Built-in engine only."""
     tag: str = "anomaly"
     warmup_value: str = "warmup"
 
@@ -159,6 +164,8 @@ class Config:
     """Tags that identify a series, with the measurement. Unset: all tags."""
     features: tuple[str, ...] = ()
     """Fields used as features. Empty: the numeric fields of each series' first metric."""
+    derived: tuple[DerivedFeature, ...] = ()
+    """Features computed from the fields over time (see ``hst_processor.derived``)."""
     max_series: int = 10_000
     """Live series bound; the least recently seen is evicted, with a warning."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -169,9 +176,15 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     state: StateConfig = field(default_factory=StateConfig)
 
+    def model_features(self) -> tuple[str, ...]:
+        """What the model sees: the fields sorted, then the derived features in config order."""
+        return tuple(sorted(self.features)) + tuple(spec.name for spec in self.derived)
+
     def feature_sources(self) -> dict[str, str]:
         """Each model feature's source field (a raw feature is its own source)."""
-        return {name: name for name in self.features}
+        sources = {name: name for name in self.features}
+        sources.update({spec.name: spec.field for spec in self.derived})
+        return sources
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,13 +218,17 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     _reject_unknown(document, Config, "")
     model = _model(document.get("model", {}))
     features = _names(document, "features", default=())
+    derived = _derived(document.get("derived", []), features, model.window_size)
     config = Config(
         measurements=_names(document, "measurements", default=()),
         group_by=_names(document, "group_by", default=None),
         features=features,
+        derived=derived,
         max_series=_integer(document, "max_series", Config.max_series, 1, 10_000_000),
         model=model,
-        scaling=_scaling(document.get("scaling", {}), features),
+        scaling=_scaling(
+            document.get("scaling", {}), features + tuple(spec.name for spec in derived)
+        ),
         detection=_detection(document.get("detection", {})),
         output=_output(document.get("output", {})),
         log=_log(document.get("log", {})),
@@ -272,6 +289,48 @@ def _scaling(section: Any, features: tuple[str, ...]) -> ScalingConfig:
     return ScalingConfig(mode=mode, margin=margin, limits=limits)
 
 
+def _derived(
+    section: Any, features: tuple[str, ...], window_size: int
+) -> tuple[DerivedFeature, ...]:
+    if section is None:
+        return ()
+    if not isinstance(section, list):
+        raise ConfigError("derived", f"must be a list of derived features, got {_kind(section)}")
+    if section and not features:
+        raise ConfigError("derived", "derived features need an explicit features list")
+    specs: list[DerivedFeature] = []
+    for index, entry in enumerate(section):
+        prefix = f"derived[{index}]"
+        _require_mapping(entry, prefix)
+        _reject_unknown(entry, DerivedFeature, prefix)
+        name = _identifier(entry, "name", "", prefix)
+        if name in features or name in {spec.name for spec in specs}:
+            raise ConfigError(f"{prefix}.name", f"{name!r} is already a feature")
+        kind = _choice(entry, "kind", "", KINDS, prefix)
+        field = _identifier(entry, "field", "", prefix)
+        if field not in features:
+            raise ConfigError(f"{prefix}.field", f"{field!r} is not one of the features")
+        of = ""
+        if kind in ("ratio", "residual"):
+            of = _identifier(entry, "of", "", prefix)
+            if of not in features or of == field:
+                raise ConfigError(f"{prefix}.of", f"must be another of the features, got {of!r}")
+        elif "of" in entry:
+            raise ConfigError(f"{prefix}.of", f"only ratio and residual take 'of', not {kind}")
+        window = 0
+        if kind in ("deviation", "spread"):
+            window = _integer(entry, "window", 10, 2, 100_000, prefix)
+        elif "window" in entry:
+            raise ConfigError(f"{prefix}.window", "only deviation and spread take a window")
+        fit = 0
+        if kind == "residual":
+            fit = _integer(entry, "fit", min(120, window_size), 3, 1_000_000, prefix)
+        elif "fit" in entry:
+            raise ConfigError(f"{prefix}.fit", "only residual takes 'fit'")
+        specs.append(DerivedFeature(name, kind, field, of, window, fit))
+    return tuple(specs)
+
+
 def _detection(section: Any) -> DetectionConfig:
     _require_mapping(section, "detection")
     _reject_unknown(section, DetectionConfig, "detection")
@@ -291,6 +350,9 @@ def _output(section: Any) -> OutputConfig:
     _reject_unknown(section, OutputConfig, "output")
     output = OutputConfig(
         score_field=_identifier(section, "score_field", OutputConfig.score_field, "output"),
+        feature_field=_identifier(
+            section, "feature_field", OutputConfig.feature_field, "output", allow_empty=True
+        ),
         raw_score_field=_identifier(
             section, "raw_score_field", OutputConfig.raw_score_field, "output", allow_empty=True
         ),
@@ -299,6 +361,8 @@ def _output(section: Any) -> OutputConfig:
     )
     if output.raw_score_field == output.score_field:
         raise ConfigError("output.raw_score_field", "must differ from output.score_field")
+    if output.feature_field in (output.score_field, output.raw_score_field):
+        raise ConfigError("output.feature_field", "must differ from the score fields")
     return output
 
 

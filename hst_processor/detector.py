@@ -26,6 +26,7 @@ import numpy as np
 from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
 from hst_processor.calibration import calibrated_score
 from hst_processor.config import Config
+from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, make_engine
 from hst_processor.forest import FloatArray
 from hst_processor.lineproto import Metric
@@ -44,6 +45,7 @@ class Verdict(NamedTuple):
     tag_value: str  # the warm-up value, "true" or "false"
     score: float | None = None  # calibrated, in [0, 1]; None during warm-up
     raw_score: float | None = None  # river's score
+    feature: str | None = None  # an anomalous metric's most blamed field
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Series:
     complete: bool = False  # every feature has been seen at least once
     alert: AlertState = field(default_factory=AlertState)
     last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
+    derived: DerivedState | None = None  # running state of the derived features, if any
 
 
 @dataclass
@@ -109,6 +112,7 @@ class Detector:
         self._scored_measurements = frozenset(config.measurements)
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
+        self._sources = config.feature_sources()
         if config.model.engine == "river":
             importlib.import_module("river.anomaly")  # fail at start, not at the first metric
 
@@ -138,6 +142,13 @@ class Detector:
             if row is None:
                 self.counters.not_scored += 1
                 continue
+            if series.derived is not None:
+                extra = series.derived.update(row)
+                if extra is None:  # a derived feature still gathers its history
+                    verdicts[index] = self._warmup
+                    self.counters.warmup += 1
+                    continue
+                row += extra
             batch = groups.get(series.features)
             if batch is None:
                 batch = groups[series.features] = _Batch()
@@ -199,7 +210,8 @@ class Detector:
                 f"{describe_series(key)} has no numeric field to score; passed through",
             )
             return None
-        features = tuple(sorted(features))
+        raw = tuple(sorted(features))
+        features = raw + tuple(spec.name for spec in self.config.derived)
         if len(self.series) >= self.config.max_series:
             evicted, forgotten = self.series.popitem(last=False)
             self._released.append(forgotten)
@@ -213,7 +225,8 @@ class Detector:
             key=key,
             features=features,
             masses=self.engine(features).new_masses(),
-            last_values=[None] * len(features),
+            last_values=[None] * len(raw),
+            derived=DerivedState(self.config.derived, raw) if self.config.derived else None,
         )
         if self.config.scaling.mode == "fixed":
             series.low, series.high = fixed_limits(features, self.config.scaling.limits)
@@ -224,7 +237,7 @@ class Detector:
         """The metric's features, missing ones filled with their last known values."""
         values = series.last_values
         fields = metric.fields
-        for position, name in enumerate(series.features):
+        for position, name in enumerate(series.features[: len(values)]):
             value = fields.get(name)
             if value.__class__ is float:
                 values[position] = value
@@ -329,7 +342,10 @@ class Detector:
                     or 0 < detection.relearn_after < series.anomalous_run
                 )
                 verdicts[indices[p]] = Verdict(
-                    "true" if anomalous else "false", score, 1 - total / engine.max_total
+                    "true" if anomalous else "false",
+                    score,
+                    1 - total / engine.max_total,
+                    self._blame(engine, series, scaled[p]) if anomalous else None,
                 )
                 self.counters.scored += 1
                 self.counters.anomalous += anomalous
@@ -346,6 +362,17 @@ class Detector:
         if learn:
             engine.learn_multi([owners[pending[at]].masses for at in learn], routed.select(learn))
         return deferred
+
+    def _blame(self, engine: Engine, series: Series, scaled: FloatArray) -> str | None:
+        """The field that drove an anomalous metric's score (a derived feature's source)."""
+        explain = getattr(engine, "explain", None)
+        if not self.config.output.feature_field or explain is None:
+            return None
+        ranked = explain(series.masses, scaled.tolist())
+        if not ranked:
+            return None
+        name = series.features[ranked[0]]
+        return str(self._sources.get(name, name))
 
     def _raise_alert(
         self,

@@ -41,6 +41,7 @@ __all__ = [
     "escape_field_key",
     "escape_tag",
     "format_float",
+    "format_string",
     "insert_position",
     "is_blank",
     "is_comment",
@@ -432,6 +433,15 @@ def format_float(value: float) -> str:
     if text.endswith(".0"):
         text = text[:-2]
     return text
+
+
+def format_string(value: str) -> str:
+    """A string field value as Telegraf writes it: double-quoted, ``\\`` and ``"`` escaped.
+
+    >>> print(format_string('say "hi"'))
+    "say \\"hi\\""
+    """
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def insert_position(metric: Metric, key: str) -> int:

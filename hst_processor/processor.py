@@ -36,6 +36,7 @@ from hst_processor.lineproto import (
     escape_field_key,
     escape_tag,
     format_float,
+    format_string,
     is_blank,
     is_comment,
     parse_metric,
@@ -97,6 +98,9 @@ class Processor:
         self._score_prefix = f",{escape_field_key(output.score_field)}="
         self._raw_prefix = (
             f",{escape_field_key(output.raw_score_field)}=" if output.raw_score_field else ""
+        )
+        self._feature_prefix = (
+            f",{escape_field_key(output.feature_field)}=" if output.feature_field else ""
         )
         if state is not None and state.acquire():
             self._restored = state.load_into(self.detector)
@@ -185,6 +189,8 @@ class Processor:
             fields_text = self._score_prefix + format_float(verdict.score)
             if self._raw_prefix and verdict.raw_score is not None:
                 fields_text += self._raw_prefix + format_float(verdict.raw_score)
+            if self._feature_prefix and verdict.feature is not None:
+                fields_text += self._feature_prefix + format_string(verdict.feature)
         return enrich_text(metric, self.config.output.tag, tag_text, fields_text)
 
     @property

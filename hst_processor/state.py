@@ -35,6 +35,7 @@ import numpy as np
 
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
+from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
 from hst_processor.log import Log
@@ -107,6 +108,7 @@ def snapshot(detector: Detector, processed: int) -> bytes:
                 "complete": series.complete,
                 "alert": asdict(series.alert),
                 "last_seen": series.last_seen,
+                "derived": None if series.derived is None else series.derived.export(),
                 "masses": export(series.masses),
             }
         )
@@ -152,9 +154,14 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
         return [f"model configuration changed ({changes}): all {len(document['series'])} series "
                 "start fresh"]  # fmt: skip
     fresh_features = fresh_scaling = 0
+    derived_specs = [spec.describe() for spec in config.derived]
     for saved in document["series"]:
         features = tuple(saved["features"])
-        if config.features and tuple(sorted(config.features)) != features:
+        if config.features and config.model_features() != features:
+            fresh_features += 1
+            continue
+        saved_derived = saved.get("derived")
+        if (saved_derived["specs"] if saved_derived else []) != derived_specs:
             fresh_features += 1
             continue
         if saved["scaling"] != _scaling_for(config, features):
@@ -188,6 +195,10 @@ def _restore_series(
         alert=AlertState(**saved["alert"]),
         last_seen=saved["last_seen"],
     )
+    if saved.get("derived"):
+        raw = features[: len(series.last_values)]
+        series.derived = DerivedState(detector.config.derived, raw)
+        series.derived.restore(saved["derived"])
     detector.series[key] = series
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START_NS = 1_767_225_600_000_000_000
-ADDED = re.compile(rb",anomaly=(?:warmup|true|false)|,anomaly_score=[0-9.]+")
+ADDED = re.compile(
+    rb",anomaly=(?:warmup|true|false)|,anomaly_score=[0-9.]+|,anomaly_feature=\"[a-z_]+\""
+)
 
 
 def test_demo_flags_the_faulty_machine_during_its_fault_only() -> None:

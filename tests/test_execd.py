@@ -18,7 +18,9 @@ from tests.telegraf_harness import KNOWN_PREFIX, ExecdHarness
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "hst-processor.yaml"
-ADDED = re.compile(rb",anomaly=(?:warmup|true|false)|,anomaly_score=[0-9.]+")
+ADDED = re.compile(
+    rb",anomaly=(?:warmup|true|false)|,anomaly_score=[0-9.]+|,anomaly_feature=\"[a-z_]+\""
+)
 
 
 def command(*args: str) -> list[str]:

@@ -53,7 +53,7 @@ def test_golden_case_in_small_reads(case: str, piece: int) -> None:
 
 # The generated metrics never contain a `z` (tests/strategies.py), so names with one mark
 # exactly what we added.
-ADDED = re.compile(r",zz_tag=(?:warmup|true|false)|,zz_score=[0-9.]+")
+ADDED = re.compile(r',zz_tag=(?:warmup|true|false)|,zz_score=[0-9.]+|,zz_feature="(?:[^"\\]|\\.)*"')
 
 
 @settings(max_examples=60, deadline=None)
@@ -64,7 +64,7 @@ def test_output_minus_additions_is_the_input(lines: list[str], window: int) -> N
     config = parse_config(
         {
             "model": {"window_size": window + 1, "n_trees": 3, "height": 3},
-            "output": {"tag": "zz_tag", "score_field": "zz_score"},
+            "output": {"tag": "zz_tag", "score_field": "zz_score", "feature_field": "zz_feature"},
         }
     )
     processor = Processor(config, Log(io.StringIO()))

@@ -1,0 +1,161 @@
+"""Temporal and relational features, computed per series before scaling.
+
+Half-Space Trees see one point at a time: a frozen sensor, a slow drift, a jump relative to the
+recent level or a broken relation between two readings is invisible in a single point. A
+derived feature puts that context into the point:
+
+========== =========================================================== ==================
+kind       value                                                       ready after
+========== =========================================================== ==================
+change     this value minus the previous one                           1 metric
+deviation  this value minus the mean of the previous ``window`` values ``window`` metrics
+spread     standard deviation of the last ``window`` values (this one  ``window`` metrics
+           included)
+ratio      ``field / of`` (0 when ``of`` is 0)                         at once
+residual   ``field`` minus the straight line through (``of``,          ``fit`` metrics
+           ``field``) fitted by least squares on the series' first
+           ``fit`` metrics, then frozen
+========== =========================================================== ==================
+
+Until every derived feature of a series is ready, its metrics are in warm-up. The state (recent
+values, the fitted line) lives with the series and is saved with it, so a resumed run computes
+exactly what an uninterrupted one would.
+
+>>> spec = DerivedFeature("t_spread", "spread", "t", window=3)
+>>> state = DerivedState((spec,), ("t",))
+>>> [state.update([value]) for value in (1.0, 1.0, 1.0, 4.0)]
+[None, None, [0.0], [1.4142135623730951]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["KINDS", "DerivedFeature", "DerivedState"]
+
+KINDS = ("change", "deviation", "spread", "ratio", "residual")
+
+
+@dataclass(frozen=True)
+class DerivedFeature:
+    """One derived feature: ``name`` computed by ``kind`` from ``field`` (and ``of``)."""
+
+    name: str
+    kind: str
+    field: str
+    of: str = ""
+    window: int = 0
+    """Past values for ``deviation`` and ``spread``."""
+    fit: int = 0
+    """Metrics the ``residual`` line is fitted on."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "field": self.field,
+            "of": self.of,
+            "window": self.window,
+            "fit": self.fit,
+        }
+
+
+class DerivedState:
+    """One series' running state for its derived features."""
+
+    def __init__(self, specs: Sequence[DerivedFeature], raw: Sequence[str]) -> None:
+        self.specs = tuple(specs)
+        position = {name: index for index, name in enumerate(raw)}
+        self._field = [position[spec.field] for spec in self.specs]
+        self._of = [position[spec.of] if spec.of else -1 for spec in self.specs]
+        self.previous: list[float | None] = [None] * len(self.specs)
+        self.history: list[deque[float]] = [
+            deque(maxlen=spec.window + (spec.kind == "deviation")) for spec in self.specs
+        ]
+        self.fit_points: list[list[tuple[float, float]]] = [[] for _ in self.specs]
+        self.lines: list[tuple[float, float] | None] = [None] * len(self.specs)
+
+    def update(self, row: Sequence[float]) -> list[float] | None:
+        """The derived values for one metric's raw ``row``; None while any is not ready.
+        Every metric must pass through here, in order: the state moves with each."""
+        values: list[float] = []
+        ready = True
+        for index, spec in enumerate(self.specs):
+            value = row[self._field[index]]
+            other = row[self._of[index]] if self._of[index] >= 0 else 0.0
+            derived = self._one(index, spec, value, other)
+            if derived is None:
+                ready = False
+            else:
+                values.append(derived)
+        return values if ready else None
+
+    def _one(self, index: int, spec: DerivedFeature, value: float, other: float) -> float | None:
+        kind = spec.kind
+        if kind == "change":
+            previous, self.previous[index] = self.previous[index], value
+            return None if previous is None else value - previous
+        if kind == "ratio":
+            return value / other if other else 0.0
+        if kind == "residual":
+            line = self.lines[index]
+            if line is None:
+                points = self.fit_points[index]
+                points.append((other, value))
+                if len(points) < spec.fit:
+                    return None
+                line = self.lines[index] = _fit_line(points)
+                points.clear()
+            slope, intercept = line
+            return value - (slope * other + intercept)
+        history = self.history[index]
+        history.append(value)
+        if kind == "deviation":
+            if len(history) <= spec.window:
+                return None
+            past = list(history)[:-1]
+            return value - math.fsum(past) / len(past)
+        # spread
+        if len(history) < spec.window:
+            return None
+        mean = math.fsum(history) / len(history)
+        return math.sqrt(math.fsum((x - mean) ** 2 for x in history) / len(history))
+
+    def export(self) -> dict[str, Any]:
+        """Plain data for a snapshot."""
+        return {
+            "specs": [spec.describe() for spec in self.specs],
+            "previous": self.previous,
+            "history": [list(history) for history in self.history],
+            "fit_points": [[list(point) for point in points] for points in self.fit_points],
+            "lines": [None if line is None else list(line) for line in self.lines],
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Load what :meth:`export` wrote (for the same specs)."""
+        self.previous = [None if v is None else float(v) for v in saved["previous"]]
+        for history, values in zip(self.history, saved["history"], strict=True):
+            history.clear()
+            history.extend(float(v) for v in values)
+        self.fit_points = [
+            [(float(x), float(y)) for x, y in points] for points in saved["fit_points"]
+        ]
+        self.lines = [
+            None if line is None else (float(line[0]), float(line[1])) for line in saved["lines"]
+        ]
+
+
+def _fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope and intercept; a flat line through the mean when x never varied."""
+    count = len(points)
+    mean_x = math.fsum(x for x, _ in points) / count
+    mean_y = math.fsum(y for _, y in points) / count
+    spread_x = math.fsum((x - mean_x) ** 2 for x, _ in points)
+    if spread_x == 0:
+        return 0.0, mean_y
+    slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in points) / spread_x
+    return slope, mean_y - slope * mean_x
