@@ -60,6 +60,9 @@ class ModelConfig:
     """Metrics per window; the first window of each series is its warm-up."""
     seed: int = 42
     """Same seed, same trees: scores are reproducible, and all series share one structure."""
+    features: tuple[str, ...] = ()
+    """The features (fields and derived features) the trees see; empty: all of them. Fields
+    left out are still read, for the derived features made from them."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class DetectionConfig:
     learn_anomalies: bool = False
     """``false``: a metric tagged anomalous is not learned, so a lasting fault is not
     absorbed into the model (river's QuantileFilter idea)."""
+    learn_threshold: float | None = None
+    """Metrics scoring at or above this are not learned (unset: ``threshold``). Set it below
+    the threshold so that a fault scoring just under it is not learned into the model either:
+    a weak anomaly learned for a window becomes normal."""
     relearn_after: int = 3600
     """After this many anomalous metrics in a row (an hour at one per second) the series
     accepts the new level as normal and learns again: the way out when the change is a
@@ -177,8 +184,9 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
 
     def model_features(self) -> tuple[str, ...]:
-        """What the model sees: the fields sorted, then the derived features in config order."""
-        return tuple(sorted(self.features)) + tuple(spec.name for spec in self.derived)
+        """What the trees see, sorted: ``model.features``, else the fields and derived features."""
+        chosen = self.model.features or self.features + tuple(spec.name for spec in self.derived)
+        return tuple(sorted(chosen))
 
     def feature_sources(self) -> dict[str, str]:
         """Each model feature's source field (a raw feature is its own source)."""
@@ -219,6 +227,10 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     model = _model(document.get("model", {}))
     features = _names(document, "features", default=())
     derived = _derived(document.get("derived", []), features, model.window_size)
+    available = features + tuple(spec.name for spec in derived)
+    unknown = [name for name in model.features if name not in available]
+    if unknown:
+        raise ConfigError("model.features", f"{unknown} are neither features nor derived features")
     config = Config(
         measurements=_names(document, "measurements", default=()),
         group_by=_names(document, "group_by", default=None),
@@ -226,9 +238,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         derived=derived,
         max_series=_integer(document, "max_series", Config.max_series, 1, 10_000_000),
         model=model,
-        scaling=_scaling(
-            document.get("scaling", {}), features + tuple(spec.name for spec in derived)
-        ),
+        scaling=_scaling(document.get("scaling", {}), model.features or available),
         detection=_detection(document.get("detection", {})),
         output=_output(document.get("output", {})),
         log=_log(document.get("log", {})),
@@ -255,6 +265,7 @@ def _model(section: Any) -> ModelConfig:
             section, "window_size", ModelConfig.window_size, 2, 1_000_000, "model"
         ),
         seed=_integer(section, "seed", ModelConfig.seed, 0, 2**63 - 1, "model"),
+        features=_names(section, "features", default=(), prefix="model"),
     )
 
 
@@ -320,8 +331,12 @@ def _derived(
         window = 0
         if kind in ("deviation", "spread"):
             window = _integer(entry, "window", 10, 2, 100_000, prefix)
+        elif kind == "residual":
+            window = _integer(entry, "window", 1, 1, 100_000, prefix)
         elif "window" in entry:
-            raise ConfigError(f"{prefix}.window", "only deviation and spread take a window")
+            raise ConfigError(
+                f"{prefix}.window", "only deviation, spread and residual take a window"
+            )
         fit = 0
         if kind == "residual":
             fit = _integer(entry, "fit", min(120, window_size), 3, 1_000_000, prefix)
@@ -334,8 +349,13 @@ def _derived(
 def _detection(section: Any) -> DetectionConfig:
     _require_mapping(section, "detection")
     _reject_unknown(section, DetectionConfig, "detection")
+    threshold = _number(section, "threshold", DetectionConfig.threshold, 0.0, 1.0, "detection")
+    learn_threshold = None
+    if section.get("learn_threshold") is not None:
+        learn_threshold = _number(section, "learn_threshold", 0.0, 0.0, threshold, "detection")
     return DetectionConfig(
-        threshold=_number(section, "threshold", DetectionConfig.threshold, 0.0, 1.0, "detection"),
+        threshold=threshold,
+        learn_threshold=learn_threshold,
         learn_anomalies=_boolean(
             section, "learn_anomalies", DetectionConfig.learn_anomalies, "detection"
         ),
@@ -533,16 +553,17 @@ def _identifier(
     return value
 
 
-def _names(section: Mapping[str, Any], name: str, default: Any) -> Any:
+def _names(section: Mapping[str, Any], name: str, default: Any, prefix: str = "") -> Any:
     if name not in section or section[name] is None:
         return default
     value = section[name]
     if isinstance(value, str):
         value = [value]
+    key = _path(prefix, name)
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(name, f"must be a list of non-empty names, got {_show(value)}")
+        raise ConfigError(key, f"must be a list of non-empty names, got {_show(value)}")
     if len(set(value)) != len(value):
-        raise ConfigError(name, "lists a name twice")
+        raise ConfigError(key, "lists a name twice")
     return tuple(value)
 
 

@@ -12,19 +12,24 @@ deviation  this value minus the mean of the previous ``window`` values ``window`
 spread     standard deviation of the last ``window`` values (this one  ``window`` metrics
            included)
 ratio      ``field / of`` (0 when ``of`` is 0)                         at once
-residual   ``field`` minus the straight line through (``of``,          ``fit`` metrics
-           ``field``) fitted by least squares on the series' first
-           ``fit`` metrics, then frozen
+residual   how far ``field`` is from the straight line through         ``fit`` metrics
+           (``of``, ``field``) fitted by least squares on the series'
+           first ``fit`` metrics, then frozen, in standard deviations
+           of the fit's own residuals (so one scale suits every pair);
+           with a ``window``, the mean of the last ``window`` of them
+repeats    how many metrics in a row ``field`` has kept exactly the    1 metric
+           same value (0 when it just changed): a frozen sensor
 ========== =========================================================== ==================
 
 Until every derived feature of a series is ready, its metrics are in warm-up. The state (recent
 values, the fitted line) lives with the series and is saved with it, so a resumed run computes
 exactly what an uninterrupted one would.
 
->>> spec = DerivedFeature("t_spread", "spread", "t", window=3)
->>> state = DerivedState((spec,), ("t",))
+>>> spread = DerivedFeature("t_spread", "spread", "t", window=3)
+>>> repeats = DerivedFeature("t_repeats", "repeats", "t")
+>>> state = DerivedState((spread, repeats), ("t",))
 >>> [state.update([value]) for value in (1.0, 1.0, 1.0, 4.0)]
-[None, None, [0.0], [1.4142135623730951]]
+[None, None, [0.0, 2.0], [1.4142135623730951, 0.0]]
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Any
 
 __all__ = ["KINDS", "DerivedFeature", "DerivedState"]
 
-KINDS = ("change", "deviation", "spread", "ratio", "residual")
+KINDS = ("change", "deviation", "spread", "ratio", "residual", "repeats")
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class DerivedFeature:
     field: str
     of: str = ""
     window: int = 0
-    """Past values for ``deviation`` and ``spread``."""
+    """Past values for ``deviation`` and ``spread``; for ``residual``, residuals averaged."""
     fit: int = 0
     """Metrics the ``residual`` line is fitted on."""
 
@@ -74,10 +79,10 @@ class DerivedState:
         self._of = [position[spec.of] if spec.of else -1 for spec in self.specs]
         self.previous: list[float | None] = [None] * len(self.specs)
         self.history: list[deque[float]] = [
-            deque(maxlen=spec.window + (spec.kind == "deviation")) for spec in self.specs
+            deque(maxlen=max(1, spec.window + (spec.kind == "deviation"))) for spec in self.specs
         ]
         self.fit_points: list[list[tuple[float, float]]] = [[] for _ in self.specs]
-        self.lines: list[tuple[float, float] | None] = [None] * len(self.specs)
+        self.lines: list[tuple[float, float, float] | None] = [None] * len(self.specs)
 
     def update(self, row: Sequence[float]) -> list[float] | None:
         """The derived values for one metric's raw ``row``; None while any is not ready.
@@ -99,6 +104,13 @@ class DerivedState:
         if kind == "change":
             previous, self.previous[index] = self.previous[index], value
             return None if previous is None else value - previous
+        if kind == "repeats":
+            previous, self.previous[index] = self.previous[index], value
+            history = self.history[index]  # holds the run length as its only value
+            run = history[0] + 1 if history and value == previous else 0.0
+            history.clear()
+            history.append(run)
+            return None if previous is None else run
         if kind == "ratio":
             return value / other if other else 0.0
         if kind == "residual":
@@ -110,8 +122,13 @@ class DerivedState:
                     return None
                 line = self.lines[index] = _fit_line(points)
                 points.clear()
-            slope, intercept = line
-            return value - (slope * other + intercept)
+            slope, intercept, deviation = line
+            residual = (value - (slope * other + intercept)) / deviation
+            if spec.window <= 1:
+                return residual
+            recent = self.history[index]
+            recent.append(residual)
+            return math.fsum(recent) / len(recent)
         history = self.history[index]
         history.append(value)
         if kind == "deviation":
@@ -145,17 +162,22 @@ class DerivedState:
             [(float(x), float(y)) for x, y in points] for points in saved["fit_points"]
         ]
         self.lines = [
-            None if line is None else (float(line[0]), float(line[1])) for line in saved["lines"]
+            None if line is None else (float(line[0]), float(line[1]), float(line[2]))
+            for line in saved["lines"]
         ]
 
 
-def _fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares slope and intercept; a flat line through the mean when x never varied."""
+def _fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
+    """Least-squares slope, intercept and residual standard deviation (a flat line through
+    the mean when x never varied; a tiny deviation floor when the fit was exact)."""
     count = len(points)
     mean_x = math.fsum(x for x, _ in points) / count
     mean_y = math.fsum(y for _, y in points) / count
     spread_x = math.fsum((x - mean_x) ** 2 for x, _ in points)
-    if spread_x == 0:
-        return 0.0, mean_y
-    slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in points) / spread_x
-    return slope, mean_y - slope * mean_x
+    slope = 0.0
+    if spread_x > 0:
+        slope = math.fsum((x - mean_x) * (y - mean_y) for x, y in points) / spread_x
+    intercept = mean_y - slope * mean_x
+    squares = math.fsum((y - slope * x - intercept) ** 2 for x, y in points)
+    deviation = math.sqrt(squares / max(1, count - 2))
+    return slope, intercept, max(deviation, 1e-9 * max(1.0, abs(mean_y)))

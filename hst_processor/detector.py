@@ -62,9 +62,9 @@ class Counters:
 @dataclass
 class Series:
     key: SeriesKey
-    features: tuple[str, ...]
+    features: tuple[str, ...]  # what the model sees, sorted (river builds its trees so)
     masses: Any
-    last_values: list[float | None]
+    last_values: list[float | None]  # one per field in ``inputs``
     low: FloatArray | None = None
     high: FloatArray | None = None
     warmup_rows: list[list[float]] = field(default_factory=list)
@@ -73,6 +73,11 @@ class Series:
     alert: AlertState = field(default_factory=AlertState)
     last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
     derived: DerivedState | None = None  # running state of the derived features, if any
+    inputs: tuple[str, ...] = ()  # the fields read from metrics, sorted; () means ``features``
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            self.inputs = self.features
 
 
 @dataclass
@@ -113,6 +118,7 @@ class Detector:
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
         self._sources = config.feature_sources()
+        self._orders: dict[tuple[str, ...], list[int]] = {}
         if config.model.engine == "river":
             importlib.import_module("river.anomaly")  # fail at start, not at the first metric
 
@@ -149,6 +155,8 @@ class Detector:
                     self.counters.warmup += 1
                     continue
                 row += extra
+            if series.features is not series.inputs:
+                row = [row[i] for i in self._model_order(series)]
             batch = groups.get(series.features)
             if batch is None:
                 batch = groups[series.features] = _Batch()
@@ -211,7 +219,9 @@ class Detector:
             )
             return None
         raw = tuple(sorted(features))
-        features = raw + tuple(spec.name for spec in self.config.derived)
+        features = self.config.model_features() if self.config.features else raw
+        if features == raw:
+            features = raw  # the same object: rows need no reordering
         if len(self.series) >= self.config.max_series:
             evicted, forgotten = self.series.popitem(last=False)
             self._released.append(forgotten)
@@ -227,6 +237,7 @@ class Detector:
             masses=self.engine(features).new_masses(),
             last_values=[None] * len(raw),
             derived=DerivedState(self.config.derived, raw) if self.config.derived else None,
+            inputs=raw,
         )
         if self.config.scaling.mode == "fixed":
             series.low, series.high = fixed_limits(features, self.config.scaling.limits)
@@ -237,7 +248,7 @@ class Detector:
         """The metric's features, missing ones filled with their last known values."""
         values = series.last_values
         fields = metric.fields
-        for position, name in enumerate(series.features[: len(values)]):
+        for position, name in enumerate(series.inputs):
             value = fields.get(name)
             if value.__class__ is float:
                 values[position] = value
@@ -313,6 +324,7 @@ class Detector:
         """
         detection = self.config.detection
         threshold = detection.threshold
+        learn_below = threshold if detection.learn_threshold is None else detection.learn_threshold
         indices, owners, policy = batch.indices, batch.series, self._policy
         routed = engine.route(scaled[pending])
         totals = engine.totals_multi([owners[p].masses for p in pending], routed)
@@ -337,7 +349,7 @@ class Detector:
                 anomalous = score >= threshold
                 series.anomalous_run = series.anomalous_run + 1 if anomalous else 0
                 learning = (
-                    not anomalous
+                    score < learn_below
                     or detection.learn_anomalies
                     or 0 < detection.relearn_after < series.anomalous_run
                 )
@@ -362,6 +374,15 @@ class Detector:
         if learn:
             engine.learn_multi([owners[pending[at]].masses for at in learn], routed.select(learn))
         return deferred
+
+    def _model_order(self, series: Series) -> list[int]:
+        """Where each model feature sits in ``inputs + derived`` (cached per feature set)."""
+        order = self._orders.get(series.features)
+        if order is None:
+            derived = series.derived.specs if series.derived is not None else ()
+            combined = series.inputs + tuple(spec.name for spec in derived)
+            order = self._orders[series.features] = [combined.index(f) for f in series.features]
+        return order
 
     def _blame(self, engine: Engine, series: Series, scaled: FloatArray) -> str | None:
         """The field that drove an anomalous metric's score (a derived feature's source)."""

@@ -35,6 +35,7 @@ __all__ = [
     "Evaluation",
     "KindResult",
     "baseline_alarms",
+    "combine",
     "evaluate_alarms",
     "evaluate_file",
     "format_table",
@@ -141,6 +142,29 @@ class Evaluation:
                 for name, kind in sorted(self.kinds.items())
             },
         }
+
+
+def combine(evaluations: Sequence[Evaluation]) -> Evaluation:
+    """One evaluation of several runs of the same detector (say, a suite of scenarios)."""
+    kinds: dict[str, KindResult] = defaultdict(KindResult)
+    for evaluation in evaluations:
+        for name, part in evaluation.kinds.items():
+            total = kinds[name]
+            total.events += part.events
+            total.detected += part.detected
+            total.delays_s += part.delays_s
+            total.delays_metrics += part.delays_metrics
+            total.explained += part.explained
+            total.explainable += part.explainable
+    first = evaluations[0]
+    return Evaluation(
+        first.detector,
+        first.threshold,
+        dict(kinds),
+        sum(e.alerts for e in evaluations),
+        sum(e.true_alerts for e in evaluations),
+        sum(e.machine_days for e in evaluations),
+    )
 
 
 def _quantiles(values: Sequence[float]) -> dict[str, float | None]:

@@ -99,6 +99,7 @@ def snapshot(detector: Detector, processed: int) -> bytes:
                 "measurement": measurement,
                 "tags": [list(pair) for pair in tags],
                 "features": list(series.features),
+                "inputs": list(series.inputs),
                 "scaling": _scaling_for(detector.config, series.features),
                 "last_values": series.last_values,
                 "low": None if series.low is None else series.low.tolist(),
@@ -195,9 +196,10 @@ def _restore_series(
         alert=AlertState(**saved["alert"]),
         last_seen=saved["last_seen"],
     )
+    inputs = tuple(saved.get("inputs") or features)
+    series.inputs = features if inputs == features else inputs
     if saved.get("derived"):
-        raw = features[: len(series.last_values)]
-        series.derived = DerivedState(detector.config.derived, raw)
+        series.derived = DerivedState(detector.config.derived, series.inputs)
         series.derived.restore(saved["derived"])
     detector.series[key] = series
 

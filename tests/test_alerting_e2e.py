@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests import slack_server
 from tests.slack_server import SlackStandIn
@@ -68,11 +69,13 @@ def test_each_faulty_machine_gets_one_open_and_one_resolve(
     # A file replays minutes of metrics in a moment: let the stand-in take messages faster
     # than Slack would, so every message is seen on its own.
     config = tmp_path / "fast.yaml"
-    config.write_text(
-        DEMO_CONFIG.read_text()
-        + "\nalerts:\n  messages_per_second: 50\n  digest_after: 100\n"
-        + "  link_template: https://grafana.example/d/m?var-machine={machineID}\n"
+    document = yaml.safe_load(DEMO_CONFIG.read_text())
+    document["alerts"].update(
+        messages_per_second=50,
+        digest_after=100,
+        link_template="https://grafana.example/d/m?var-machine={machineID}",
     )
+    config.write_text(yaml.safe_dump(document))
     env = {**os.environ, "SLACK_WEBHOOK_URL": slack.url("ok")}
     data = sample("--machines", "5", "--fault", "machine1,machine4", "--minutes", "60")
     result = subprocess.run(
@@ -94,7 +97,8 @@ def test_each_faulty_machine_gets_one_open_and_one_resolve(
     ]  # fmt: skip
     opened = next(m for m in messages if "Anomaly" in m.body["text"])
     fields = json.dumps(opened.body["blocks"])
-    assert "Score" in fields and "threshold 0.50" in fields and "Driven by" in fields
+    threshold = document["detection"]["threshold"]
+    assert "Score" in fields and f"threshold {threshold:.2f}" in fields and "Driven by" in fields
     assert "https://grafana.example/d/m?var-machine=machine" in fields
 
 
@@ -103,10 +107,10 @@ def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
     slack: SlackStandIn, tmp_path: Path, behaviour: str
 ) -> None:
     config = tmp_path / "quick.yaml"
-    config.write_text(
-        DEMO_CONFIG.read_text().replace("window_size: 250", "window_size: 20")
-        + "\nalerts:\n  consecutive: 1\n  resolve_after: 2\n  cooldown: 0\n  timeout: 30\n"
-    )
+    document = yaml.safe_load(DEMO_CONFIG.read_text())
+    document["model"]["window_size"] = 20
+    document["alerts"].update(consecutive=1, resolve_after=2, cooldown=0, timeout=30)
+    config.write_text(yaml.safe_dump(document))
     url = slack_server.refused_url() if behaviour == "refused" else slack.url("slow")
     harness = ExecdHarness(
         [hst_processor(), "--config", str(config)], env={"SLACK_WEBHOOK_URL": url}

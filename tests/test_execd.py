@@ -57,11 +57,11 @@ def test_each_metric_is_answered_while_stdin_stays_open(harness: ExecdHarness) -
 
 
 def test_closing_stdin_stops_cleanly_before_sigterm(harness: ExecdHarness) -> None:
-    for i in range(300):
+    for i in range(450):
         harness.write_metric(machine_line(i))
-    outputs = harness.drain(300)
+    outputs = harness.drain(450)
     assert [ADDED.sub(b"", o.text) for o in outputs] == [
-        machine_line(i) + b"\n" for i in range(300)
+        machine_line(i) + b"\n" for i in range(450)
     ]
     assert b"anomaly_score=" in outputs[-1].text
     result = harness.stop()
@@ -69,7 +69,7 @@ def test_closing_stdin_stops_cleanly_before_sigterm(harness: ExecdHarness) -> No
     assert result.seconds < 5
     assert harness.unprefixed_stderr() == []
     assert any(
-        line.startswith(b"I! hst-processor: 300 metrics in, 300 out")
+        line.startswith(b"I! hst-processor: 450 metrics in, 450 out")
         for line in harness.stderr_lines
     )
 
