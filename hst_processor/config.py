@@ -137,7 +137,8 @@ class AlertsConfig:
     duration: float = 0.0
     """...or once the score has stayed at or above it for this many seconds (0: off)."""
     resolve_threshold: float = 0.35
-    """Resolve when the score stays below this (lower than the threshold: hysteresis)..."""
+    """Resolve when the score stays below this (lower than the threshold: hysteresis)...
+    Unset: 0.7 times ``detection.threshold`` (0.35 at the default 0.5)."""
     resolve_after: int = 30
     """...for this many metrics in a row."""
     reminder_interval: float = 0.0
@@ -228,6 +229,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     features = _names(document, "features", default=())
     derived = _derived(document.get("derived", []), features, model.window_size)
     available = features + tuple(spec.name for spec in derived)
+    detection = _detection(document.get("detection", {}))
     unknown = [name for name in model.features if name not in available]
     if unknown:
         raise ConfigError("model.features", f"{unknown} are neither features nor derived features")
@@ -239,10 +241,10 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         max_series=_integer(document, "max_series", Config.max_series, 1, 10_000_000),
         model=model,
         scaling=_scaling(document.get("scaling", {}), model.features or available),
-        detection=_detection(document.get("detection", {})),
+        detection=detection,
         output=_output(document.get("output", {})),
         log=_log(document.get("log", {})),
-        alerts=_alerts(document.get("alerts", {})),
+        alerts=_alerts(document.get("alerts", {}), threshold=detection.threshold),
         state=_state(document.get("state", {})),
     )
     if config.alerts.resolve_threshold > config.detection.threshold:
@@ -386,7 +388,7 @@ def _output(section: Any) -> OutputConfig:
     return output
 
 
-def _alerts(section: Any) -> AlertsConfig:
+def _alerts(section: Any, threshold: float = DetectionConfig.threshold) -> AlertsConfig:
     _require_mapping(section, "alerts")
     _reject_unknown(section, AlertsConfig, "alerts")
     d = AlertsConfig
@@ -398,7 +400,7 @@ def _alerts(section: Any) -> AlertsConfig:
         consecutive=_integer(section, "consecutive", d.consecutive, 1, 1_000_000, "alerts"),
         duration=_number(section, "duration", d.duration, 0.0, 86_400.0, "alerts"),
         resolve_threshold=_number(
-            section, "resolve_threshold", d.resolve_threshold, 0.0, 1.0, "alerts"
+            section, "resolve_threshold", round(0.7 * threshold, 9), 0.0, 1.0, "alerts"
         ),
         resolve_after=_integer(section, "resolve_after", d.resolve_after, 1, 1_000_000, "alerts"),
         reminder_interval=_number(

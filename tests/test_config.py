@@ -35,6 +35,9 @@ def test_shipped_demo_config_is_valid() -> None:
     assert config.scaling.mode == "fixed"
 
 
+LOAD_POWER = {"features": ["load", "power"]}
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
@@ -60,6 +63,84 @@ def test_shipped_demo_config_is_valid() -> None:
         ({"log": {"level": "loud"}}, "log.level: must be one of error, warn, info, debug"),
         ({"max_series": -1}, "max_series: must be an integer from 1"),
         ({"modle": {}}, "modle: unknown option"),
+        (
+            {"derived": [{"name": "d", "kind": "change", "field": "load"}]},
+            "derived: derived features need an explicit features list",
+        ),
+        ({**LOAD_POWER, "derived": {"d": 1}}, "derived: must be a list of derived features"),
+        (
+            {**LOAD_POWER, "derived": [{"name": "d", "kind": "mean", "field": "load"}]},
+            "derived[0].kind: must be one of change, deviation",
+        ),
+        (
+            {**LOAD_POWER, "derived": [{"name": "load", "kind": "change", "field": "load"}]},
+            "derived[0].name: 'load' is already a feature",
+        ),
+        (
+            {**LOAD_POWER, "derived": [{"name": "d", "kind": "change", "field": "speed"}]},
+            "derived[0].field: 'speed' is not one of the features",
+        ),
+        (
+            {**LOAD_POWER, "derived": [{"name": "d", "kind": "residual", "field": "power"}]},
+            "derived[0].of: must be a non-empty string",
+        ),
+        (
+            {
+                **LOAD_POWER,
+                "derived": [{"name": "d", "kind": "residual", "field": "power", "of": "power"}],
+            },
+            "derived[0].of: must be another of the features",
+        ),
+        (
+            {
+                **LOAD_POWER,
+                "derived": [{"name": "d", "kind": "change", "field": "load", "of": "power"}],
+            },
+            "derived[0].of: only ratio and residual take 'of'",
+        ),
+        (
+            {
+                **LOAD_POWER,
+                "derived": [{"name": "d", "kind": "spread", "field": "load", "window": 1}],
+            },
+            "derived[0].window: must be an integer from 2",
+        ),
+        (
+            {
+                **LOAD_POWER,
+                "derived": [
+                    {"name": "d", "kind": "ratio", "field": "load", "of": "power", "window": 3}
+                ],
+            },
+            "derived[0].window: only deviation, spread and residual take a window",
+        ),
+        (
+            {**LOAD_POWER, "derived": [{"name": "d", "kind": "change", "field": "load", "fit": 9}]},
+            "derived[0].fit: only residual takes 'fit'",
+        ),
+        (
+            {
+                **LOAD_POWER,
+                "derived": [{"name": "d", "kind": "change", "field": "load", "size": 2}],
+            },
+            "derived[0].size: unknown option",
+        ),
+        (
+            {**LOAD_POWER, "model": {"features": ["load", "speed"]}},
+            "model.features: ['speed'] are neither features nor derived features",
+        ),
+        (
+            {**LOAD_POWER, "model": {"features": ["load", "load"]}},
+            "model.features: lists a name twice",
+        ),
+        (
+            {"detection": {"threshold": 0.3, "learn_threshold": 0.4}},
+            "detection.learn_threshold: must be a number from 0 to 0.3",
+        ),
+        (
+            {"output": {"feature_field": "anomaly_score"}},
+            "output.feature_field: must differ from the score fields",
+        ),
         ({"model": []}, "model: must be a mapping of options, got a list"),
         ([1, 2], "the config must be a mapping of options, got a list"),
     ],

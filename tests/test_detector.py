@@ -215,3 +215,73 @@ def test_evicted_series_rows_are_reused_without_mixing_models() -> None:
         got.extend(run(ours, metrics[start : start + 100]))
     assert got == expected
     assert ours.counters.evicted > 100
+
+
+# -- derived features, model.features, learn_threshold, the blamed feature ---------------------
+
+
+def related_metric(rng: random.Random, power_offset: float = 0.0, machine: str = "a") -> Metric:
+    """Power follows load (as the simulator's machines do); the offset breaks the relation."""
+    load = rng.uniform(50, 100)
+    power = 150 + load + rng.uniform(-2, 2) + power_offset
+    return parse_metric(f"m,id={machine} load={load:.2f},power={power:.2f} 1")
+
+
+def residual_detector(**overrides: Any) -> Detector:
+    document: dict[str, Any] = {
+        "derived": [
+            {
+                "name": "power_residual",
+                "kind": "residual",
+                "field": "power",
+                "of": "load",
+                "fit": 30,
+            }
+        ],
+        "model": {"features": ["power_residual"], "n_trees": 25},
+        "scaling": {"mode": "fixed", "limits": {"power_residual": [-20, 20]}},
+        **overrides,
+    }
+    detector, _ = make_detector(**document)
+    return detector
+
+
+def test_derived_features_warm_up_first_then_the_model_sees_only_its_features() -> None:
+    detector = residual_detector()
+    rng = random.Random(4)
+    verdicts = run(detector, [related_metric(rng) for _ in range(100)])
+    # 29 metrics before the line is fitted, then the model's own first window of 50.
+    assert [v is not None and v.score is None for v in verdicts] == [True] * 79 + [False] * 21
+    (series,) = detector.series.values()
+    assert series.features == ("power_residual",) and series.inputs == ("load", "power")
+
+
+def test_a_broken_relation_is_found_where_each_field_alone_looks_normal() -> None:
+    detector = residual_detector(detection={"threshold": 0.2})
+    rng = random.Random(5)
+    run(detector, [related_metric(rng) for _ in range(200)])
+    # Power 30 below its line: inside power's normal range for a lower load.
+    broken = run(detector, [related_metric(rng, power_offset=-30) for _ in range(20)])
+    normal = run(detector, [related_metric(rng) for _ in range(200)])
+    assert all(v is not None and v.tag_value == "true" for v in broken)
+    assert sum(v is not None and v.tag_value == "true" for v in normal) <= 2
+    assert {v.feature for v in broken if v is not None} == {"power"}  # named by its source
+
+
+def test_a_weak_fault_below_the_threshold_is_not_learned_with_a_learn_threshold() -> None:
+    """A fault that scores under the threshold is learned into the model within a window and
+    stops looking odd; a lower learn_threshold keeps it out, so it stays visible."""
+
+    def scores(learn_threshold: float | None) -> list[float]:
+        detection: dict[str, Any] = {"threshold": 0.9}
+        if learn_threshold is not None:
+            detection["learn_threshold"] = learn_threshold
+        detector = residual_detector(detection=detection)
+        rng = random.Random(6)
+        run(detector, [related_metric(rng) for _ in range(200)])
+        weak = run(detector, [related_metric(rng, power_offset=-12) for _ in range(300)])
+        return [v.score for v in weak if v is not None and v.score is not None]
+
+    learned, kept_out = scores(None), scores(0.05)
+    assert min(kept_out[-50:]) > 0.1
+    assert sum(learned[-50:]) / 50 < sum(kept_out[-50:]) / 50 / 2

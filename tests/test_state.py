@@ -23,7 +23,18 @@ CONFIG = """
 measurements: [machine_data]
 group_by: [machineID]
 features: [load, vibration, power, temperature]
-model: {window_size: 100, height: 8}
+derived:  # every kind, so that resuming must restore each one's running state exactly
+  - {name: power_residual, kind: residual, field: power, of: load, window: 3, fit: 50}
+  - {name: temperature_repeats, kind: repeats, field: temperature}
+  - {name: load_change, kind: change, field: load}
+  - {name: vibration_deviation, kind: deviation, field: vibration, window: 20}
+  - {name: power_spread, kind: spread, field: power, window: 10}
+  - {name: power_per_load, kind: ratio, field: power, of: load}
+model:
+  window_size: 100
+  height: 8
+  features: [load, vibration, power_residual, temperature_repeats, load_change,
+             vibration_deviation, power_spread, power_per_load]
 scaling: {mode: learned}
 alerts: {log: true}
 state: {interval: 0.2}
