@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=float, default=60.0, help="seconds after a fault that still count (60)"
     )
     evaluate.add_argument("--no-baselines", action="store_true", help="HST only")
+    plot = commands.add_parser(
+        "plot", help="draw fields, scores, labelled faults and alerts per machine (matplotlib)"
+    )
+    plot.add_argument("file", metavar="FILE", help="line protocol")
+    plot.add_argument("--labels", help="the simulator's labels, to shade the fault windows")
+    plot.add_argument("-o", "--output", required=True, metavar="PNG", help="image to write")
+    plot.add_argument("--machines", metavar="M1,M2", help="only these machines")
     return parser
 
 
@@ -117,6 +124,10 @@ def main(
         from hst_processor.offline import run_evaluate
 
         return run_evaluate(config, args, log)
+    if args.command == "plot":
+        from hst_processor.offline import run_plot
+
+        return run_plot(config, args, log)
     return _run(config, log, stdin_fd, stdout_fd, args.state_file or config.state.file)
 
 

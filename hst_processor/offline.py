@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -12,7 +13,7 @@ from typing import TextIO
 from hst_processor.config import Config
 from hst_processor.log import Log
 
-__all__ = ["run_evaluate", "run_replay"]
+__all__ = ["run_evaluate", "run_plot", "run_replay"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -95,6 +96,42 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
         print(json.dumps(document, indent=2))
     else:
         print(format_table(results, sweep, args.max_false_alerts))
+    return EXIT_OK
+
+
+def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
+    try:
+        from hst_processor.plot import build_figure
+    except ImportError:
+        log.error("plot needs matplotlib: pip install 'hst-processor[plot]'")
+        return EXIT_USAGE
+    from hst_processor.labels import read_labels
+    from hst_processor.replay import replay
+
+    try:
+        labels = read_labels(args.labels) if args.labels else []
+        with _open_input(args.file) as source:
+            result = replay(config, source, None, Log(io.StringIO()), keep_records=True)
+    except OSError as error:
+        log.error(f"plot: cannot read {error.filename}: {error.strerror}")
+        return EXIT_FAILED
+    except ValueError as error:
+        log.error(f"plot: {args.labels}: {error}")
+        return EXIT_USAGE
+    if not result.records:
+        log.error(f"plot: {args.file} has no metric the config scores")
+        return EXIT_FAILED
+    machine_tag = config.group_by[0] if config.group_by else "machineID"
+    machines = args.machines.split(",") if args.machines else []
+    figure = build_figure(
+        result, labels, config.features, config.detection.threshold, machine_tag, machines
+    )
+    try:
+        figure.savefig(args.output, dpi=110)
+    except OSError as error:
+        log.error(f"plot: cannot write {args.output}: {error.strerror}")
+        return EXIT_FAILED
+    log.info(f"plot: wrote {args.output}")
     return EXIT_OK
 
 

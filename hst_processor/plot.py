@@ -1,0 +1,117 @@
+"""``hst-processor plot``: what the detector saw and said, machine by machine, as a picture.
+
+For each machine two panels share the time axis: the fields the model reads, and the
+``anomaly_score`` with the threshold. Labelled fault windows are shaded on both, alert openings
+and resolutions are marked on the score. Needs matplotlib (``pip install 'hst-processor[plot]'``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from hst_processor.alerts import OPEN, RESOLVE
+from hst_processor.labels import FaultLabel
+from hst_processor.replay import Replay
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["FAULT_COLOURS", "build_figure"]
+
+FAULT_COLOURS = {
+    "overload": "#d62728",
+    "bearing": "#9467bd",
+    "cooling": "#1f77b4",
+    "spike": "#ff7f0e",
+    "stuck": "#8c564b",
+    "decoupling": "#e377c2",
+}
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def build_figure(
+    result: Replay,
+    labels: Sequence[FaultLabel],
+    fields: Sequence[str],
+    threshold: float,
+    machine_tag: str,
+    machines: Sequence[str] = (),
+) -> Figure:
+    """The figure for a replay with ``keep_records``; ``machines`` limits it (default: all)."""
+    from matplotlib.figure import Figure
+
+    series: dict[str, list[tuple[float, float | None, dict[str, float]]]] = defaultdict(list)
+    for record in result.records:
+        machine = dict(record.series[1]).get(machine_tag, "")
+        if not machines or machine in machines:
+            series[machine].append((record.time_ns / 1e9, record.score, record.fields))
+    names = sorted(series)
+    figure = Figure(figsize=(12, 3.2 * len(names) + 0.5), layout="constrained")
+    axes = figure.subplots(2 * len(names), 1, sharex=True, squeeze=False)[:, 0]
+    for index, machine in enumerate(names):
+        values_axis, score_axis = axes[2 * index], axes[2 * index + 1]
+        rows = series[machine]
+        times = [_time(t) for t, _, _ in rows]
+        for field in fields:
+            values_axis.plot(
+                times, [f.get(field, float("nan")) for _, _, f in rows], lw=0.7, label=field
+            )
+        values_axis.set_ylabel(machine)
+        values_axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+        score_axis.plot(
+            times,
+            [float("nan") if s is None else s for _, s, _ in rows],
+            lw=0.7,
+            color="black",
+            label="anomaly_score",
+        )
+        score_axis.axhline(
+            threshold, color="red", ls="--", lw=0.8, label=f"threshold {threshold:g}"
+        )
+        score_axis.set_ylim(0, 1)
+        score_axis.set_ylabel("score")
+        last = rows[-1][0] if rows else 0.0
+        for label in labels:
+            if label.machine != machine:
+                continue
+            end = label.end_ns / 1e9 if label.end_ns is not None else last
+            colour = FAULT_COLOURS.get(label.kind, "grey")
+            for axis in (values_axis, score_axis):
+                axis.axvspan(_time(label.start_ns / 1e9), _time(end), color=colour, alpha=0.2)
+            values_axis.annotate(
+                label.kind,
+                (_time(label.start_ns / 1e9), 1.0),
+                xycoords=("data", "axes fraction"),
+                va="top",
+                fontsize="small",
+                color=colour,
+            )
+        for event in result.alerts:
+            if event.tags.get(machine_tag) != machine or event.kind not in (OPEN, RESOLVE):
+                continue
+            opened = event.kind == OPEN
+            score_axis.plot(
+                [_time(event.time)],
+                [0.95],
+                marker="v" if opened else "^",
+                color="red" if opened else "green",
+                ls="none",
+                label="alert opened" if opened else "alert resolved",
+            )
+        handles, texts = score_axis.get_legend_handles_labels()
+        unique = dict(zip(texts, handles, strict=True))
+        score_axis.legend(
+            unique.values(),
+            unique.keys(),
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            fontsize="small",
+        )
+    axes[-1].set_xlabel("time (UTC)")
+    return figure

@@ -1,0 +1,66 @@
+"""``plot``: one pair of panels per machine, fault windows shaded, alerts marked."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+from matplotlib.patches import Rectangle
+
+from hst_processor.config import load_config
+from hst_processor.labels import read_labels
+from hst_processor.log import Log
+from hst_processor.plot import build_figure
+from hst_processor.replay import replay
+from tests.test_replay import CONFIG, simulated
+
+
+def test_the_figure_shows_each_machine_its_faults_and_its_alerts(tmp_path: Path) -> None:
+    data, labels_path = simulated(tmp_path, "machine1:bearing:10m:5m", "machine3:stuck:20m:5m")
+    config = load_config(CONFIG)
+    result = replay(config, data.open(), None, Log(io.StringIO()), keep_records=True)
+    labels = read_labels(labels_path)
+    figure = build_figure(result, labels, config.features, 0.12, "machineID")
+    axes = figure.get_axes()
+    assert len([a for a in axes if a.get_ylabel() in ("machine1", "machine2", "machine3")]) == 3
+    score_axes = [a for a in axes if a.get_ylabel() == "score"]
+    assert len(score_axes) == 3
+    # Each machine's fault window shaded on both of its panels: two faults, four spans.
+    spans = [p for a in axes for p in a.patches if isinstance(p, Rectangle)]
+    assert len(spans) == 4
+    markers = {
+        line.get_label(): len(line.get_xdata())
+        for a in score_axes
+        for line in a.get_lines()
+        if line.get_label().startswith("alert")
+    }
+    assert markers == {"alert opened": 1, "alert resolved": 1}
+    threshold_lines = [line for a in score_axes for line in a.get_lines()
+                       if line.get_label() == "threshold 0.12"]  # fmt: skip
+    assert len(threshold_lines) == 3
+    only = build_figure(result, labels, config.features, 0.12, "machineID", ["machine3"])
+    assert len(only.get_axes()) == 2
+
+
+def test_the_command_writes_a_png(tmp_path: Path) -> None:
+    data, labels = simulated(tmp_path, "machine2:spike:12m")
+    script = shutil.which("hst-processor")
+    assert script is not None
+    image = tmp_path / "out.png"
+    result = subprocess.run(
+        [script, "--config", str(CONFIG), "plot", str(data), "--labels", str(labels),
+         "-o", str(image), "--machines", "machine2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.stat().st_size > 10_000
+    empty = tmp_path / "empty.lp"
+    empty.write_text("cpu usage=1 1\n")
+    refused = subprocess.run(
+        [script, "--config", str(CONFIG), "plot", str(empty), "-o", str(tmp_path / "x.png")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "has no metric the config scores" in refused.stderr
