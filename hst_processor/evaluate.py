@@ -40,6 +40,7 @@ __all__ = [
     "evaluate_file",
     "format_table",
     "hst_alarms",
+    "machine_tag_of",
     "suggest_threshold",
 ]
 
@@ -228,6 +229,11 @@ def evaluate_alarms(
     )
 
 
+def machine_tag_of(config: Config) -> str:
+    """The tag that names a machine: the first ``group_by`` tag (``machineID`` without one)."""
+    return config.group_by[0] if config.group_by else "machineID"
+
+
 def _machine(series: SeriesKey, machine_tag: str) -> str:
     return dict(series[1]).get(machine_tag, "")
 
@@ -318,7 +324,7 @@ def evaluate_file(
     Each threshold is a full replay: with ``learn_anomalies: false`` the threshold also decides
     what the models learn, so scores from one run cannot be re-thresholded honestly.
     """
-    tag = machine_tag or (config.group_by[0] if config.group_by else "machineID")
+    tag = machine_tag or machine_tag_of(config)
     log = Log(io.StringIO())
     main = replay(config, io.StringIO(text), None, log, keep_records=True)
     lines = timelines(main.records, tag)

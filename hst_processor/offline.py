@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from typing import TextIO
 
 from hst_processor.config import Config
+from hst_processor.labels import FaultLabel
 from hst_processor.log import Log
 
 __all__ = ["run_evaluate", "run_plot", "run_replay"]
@@ -60,18 +61,11 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
 
 def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
     from hst_processor.evaluate import evaluate_file, format_table, suggest_threshold
-    from hst_processor.labels import read_labels
 
-    try:
-        labels = read_labels(args.labels)
-        with _open_input(args.file) as source:
-            text = source.read()
-    except OSError as error:
-        log.error(f"evaluate: cannot read {error.filename}: {error.strerror}")
-        return EXIT_FAILED
-    except ValueError as error:
-        log.error(f"evaluate: {args.labels}: {error}")
-        return EXIT_USAGE
+    loaded = _load("evaluate", args.file, args.labels, log)
+    if isinstance(loaded, int):
+        return loaded
+    labels, text = loaded
     try:
         thresholds = [float(t) for t in args.sweep.split(",")] if args.sweep else []
     except ValueError:
@@ -105,26 +99,25 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
     except ImportError:
         log.error("plot needs matplotlib: pip install 'hst-processor[plot]'")
         return EXIT_USAGE
-    from hst_processor.labels import read_labels
+    from hst_processor.evaluate import machine_tag_of
     from hst_processor.replay import replay
 
-    try:
-        labels = read_labels(args.labels) if args.labels else []
-        with _open_input(args.file) as source:
-            result = replay(config, source, None, Log(io.StringIO()), keep_records=True)
-    except OSError as error:
-        log.error(f"plot: cannot read {error.filename}: {error.strerror}")
-        return EXIT_FAILED
-    except ValueError as error:
-        log.error(f"plot: {args.labels}: {error}")
-        return EXIT_USAGE
+    loaded = _load("plot", args.file, args.labels, log)
+    if isinstance(loaded, int):
+        return loaded
+    labels, text = loaded
+    result = replay(config, io.StringIO(text), None, Log(io.StringIO()), keep_records=True)
     if not result.records:
         log.error(f"plot: {args.file} has no metric the config scores")
         return EXIT_FAILED
-    machine_tag = config.group_by[0] if config.group_by else "machineID"
     machines = args.machines.split(",") if args.machines else []
     figure = build_figure(
-        result, labels, config.features, config.detection.threshold, machine_tag, machines
+        result,
+        labels,
+        config.features,
+        config.detection.threshold,
+        machine_tag_of(config),
+        machines,
     )
     try:
         figure.savefig(args.output, dpi=110)
@@ -133,6 +126,24 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
         return EXIT_FAILED
     log.info(f"plot: wrote {args.output}")
     return EXIT_OK
+
+
+def _load(
+    command: str, path: str, labels_path: str | None, log: Log
+) -> tuple[list[FaultLabel], str] | int:
+    """The labels (none without a path) and the file's text, or the exit code of a failure."""
+    from hst_processor.labels import read_labels
+
+    try:
+        labels = read_labels(labels_path) if labels_path else []
+        with _open_input(path) as source:
+            return labels, source.read()
+    except OSError as error:
+        log.error(f"{command}: cannot read {error.filename}: {error.strerror}")
+        return EXIT_FAILED
+    except ValueError as error:
+        log.error(f"{command}: {labels_path}: {error}")
+        return EXIT_USAGE
 
 
 def _utc(seconds: float) -> str:
