@@ -92,3 +92,19 @@ def test_replay_collects_alerts_and_records_without_sending_anything(tmp_path: P
     scored = [r for r in result.records if r.score is not None]
     assert len(scored) == 3 * 1431
     assert set(scored[0].fields) == {"load", "power", "temperature", "vibration"}
+
+
+def test_a_progress_bar_only_on_a_terminal() -> None:
+    from hst_processor.replay import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert progress_bar(1000, io.StringIO()) is None
+    terminal = Terminal()
+    advance = progress_bar(1000, terminal)
+    assert advance is not None
+    advance(500)
+    advance(500)
+    assert "/1.00k" in terminal.getvalue()  # the bar drawn, sized to the file
