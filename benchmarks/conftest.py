@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 BENCH_LINES = int(os.environ.get("HST_BENCH_LINES", "1000000"))

@@ -1,7 +1,7 @@
 """The whole processor, file to /dev/null, against the naive river processor (the seed's way).
 
 Both read the same file of machine metrics (4 features) and write to /dev/null; we time the
-whole process, start-up included, with the demo configuration (10 trees, height 8, window 250).
+whole process, start-up included, with the shipped configuration (hst-processor.yaml).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from conftest import BENCH_LINES, ROOT
-from generate_sample import generate
+
+from simulator.run import simulate
+from simulator.scenario import ScheduledFault
 
 pytest.importorskip("river")
 
@@ -24,10 +26,11 @@ MACHINES = [3, 1000]
 @pytest.fixture(scope="module", params=MACHINES, ids=lambda m: f"{m}machines")
 def metrics_file(request: Any, tmp_path_factory: Any) -> tuple[int, Path]:
     machines = request.param
-    minutes = BENCH_LINES / machines / 60
+    seconds = BENCH_LINES // machines
     path = tmp_path_factory.mktemp("bench") / f"machines-{machines}.lp"
-    lines = generate(machines, minutes, "machine2", minutes / 2, 5, seed=1)
-    path.write_text("".join(line + "\n" for line in lines))
+    fault = ScheduledFault("machine2", "overload", seconds / 2, 300)
+    text, _ = simulate(machines, 1, 1_767_225_600_000_000_000, seconds, [fault])
+    path.write_text(text)
     return machines, path
 
 

@@ -10,56 +10,42 @@ through the shipped config, and evaluated; the results of the four runs are comb
 
 from __future__ import annotations
 
-import io
 import json
 import sys
-import threading
 from collections import defaultdict
 from pathlib import Path
 
 from hst_processor.config import Config, load_config
 from hst_processor.evaluate import Evaluation, combine, evaluate_file, format_table
 from hst_processor.labels import parse_labels
-from simulator.labels import LabelLog
-from simulator.run import LineProtocolSink, run
+from simulator.run import simulate
 from simulator.scenario import load_scenario
-from simulator.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "tests" / "scenarios").glob("suite-*.yaml"))
 SHIPPED_CONFIG = ROOT / "hst-processor.yaml"
 
 
-def simulate(path: Path) -> tuple[str, str]:
+def simulate_scenario(path: Path) -> tuple[str, str]:
     """The scenario's line protocol and labels, as ``python -m simulator --stdout`` makes them."""
     scenario = load_scenario(path)
     assert scenario.seed is not None and scenario.start_ns is not None
     assert scenario.duration_s is not None
-    metrics, labels = io.StringIO(), io.StringIO()
-    simulation = Simulation(
+    return simulate(
         scenario.machines or 3,
         scenario.seed,
         scenario.start_ns,
-        scenario.rate or 1.0,
-        LabelLog(labels),
+        scenario.duration_s,
         scenario.faults,
+        scenario.rate or 1.0,
     )
-    run(
-        simulation,
-        LineProtocolSink(metrics),
-        speed=0,
-        duration_ns=round(scenario.duration_s * 1e9),
-        stop=threading.Event(),
-    )
-    simulation.close()
-    return metrics.getvalue(), labels.getvalue()
 
 
 def evaluate_suite(config: Config) -> list[Evaluation]:
     """HST and every baseline, each combined over the suite's runs."""
     per_detector: dict[str, list[Evaluation]] = defaultdict(list)
     for path in SCENARIOS:
-        text, labels = simulate(path)
+        text, labels = simulate_scenario(path)
         results, _ = evaluate_file(
             text, parse_labels(labels), config, field_of=config.feature_sources()
         )

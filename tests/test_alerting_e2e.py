@@ -30,7 +30,13 @@ def slack() -> Iterator[SlackStandIn]:
 
 
 def sample(*args: str) -> bytes:
-    command = [sys.executable, str(ROOT / "examples" / "generate_sample.py"), *args]
+    """The simulator's line protocol: by default the README's demo (three machines for 40
+    minutes, machine2 overloaded from minute 25 for five)."""
+    command = [
+        sys.executable, "-m", "simulator", "--stdout", "--speed", "0", "--seed", "1",
+        "--start", "2026-01-01T00:00:00Z",
+        *(args or ("--duration", "40m", "--fault", "machine2:overload:25m:5m")),
+    ]  # fmt: skip
     return subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
 
 
@@ -77,7 +83,10 @@ def test_each_faulty_machine_gets_one_open_and_one_resolve(
     )
     config.write_text(yaml.safe_dump(document))
     env = {**os.environ, "SLACK_WEBHOOK_URL": slack.url("ok")}
-    data = sample("--machines", "5", "--fault", "machine1,machine4", "--minutes", "60")
+    data = sample(
+        "--machines", "5", "--duration", "60m",
+        "--fault", "machine1:overload:25m:5m", "--fault", "machine4:overload:25m:5m",
+    )  # fmt: skip
     result = subprocess.run(
         [hst_processor(), "--config", str(config)], input=data, capture_output=True, env=env,
         timeout=60,
@@ -115,7 +124,7 @@ def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
     harness = ExecdHarness(
         [hst_processor(), "--config", str(config)], env={"SLACK_WEBHOOK_URL": url}
     ).start()
-    lines = sample("--minutes", "2", "--fault-start", "1", "--fault-minutes", "0.5").splitlines()
+    lines = sample("--duration", "2m", "--fault", "machine2:overload:1m:30s").splitlines()
     gaps = []
     for line in lines[:300]:
         sent = harness.write_metric(line)

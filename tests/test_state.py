@@ -7,7 +7,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,8 @@ import msgpack
 import pytest
 
 from hst_processor.state import FORMAT, parse, write_atomic
+from simulator.run import simulate
+from simulator.scenario import ScheduledFault
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """
@@ -43,13 +44,11 @@ state: {interval: 0.2}
 
 @pytest.fixture(scope="module")
 def stream() -> list[bytes]:
-    """20,000 metrics: 20 machines for 1,000 s, two of them faulty in the middle."""
-    command = [
-        sys.executable, str(ROOT / "examples" / "generate_sample.py"), "--machines", "20",
-        "--minutes", str(1000 / 60), "--fault", "machine3,machine17", "--fault-start", "8",
-        "--fault-minutes", "3",
-    ]  # fmt: skip
-    lines = subprocess.run(command, capture_output=True, check=True).stdout.splitlines(True)
+    """20,000 metrics: 20 machines for 1,000 s, two of them overloaded in the middle."""
+    faults = [ScheduledFault(m, "overload", 480, 180) for m in ("machine3", "machine17")]
+    text, _ = simulate(20, seed=1, start_ns=1_767_225_600_000_000_000, duration_s=1000,
+                       faults=faults)  # fmt: skip
+    lines = text.encode().splitlines(True)
     assert len(lines) == 20_000
     return lines
 
