@@ -345,9 +345,14 @@ def evaluate_file(
             results.append(evaluate_alarms(name, None, alarms, labels, lines, grace))
     sweep = []
     for value in thresholds:
-        swept = dataclasses.replace(
-            config, detection=dataclasses.replace(config.detection, threshold=value)
+        learn = config.detection.learn_threshold
+        detection = dataclasses.replace(
+            config.detection,
+            threshold=value,
+            # A learn threshold above the threshold would learn flagged metrics: keep it below.
+            learn_threshold=None if learn is None else min(learn, value),
         )
+        swept = dataclasses.replace(config, detection=detection)
         run = main if value == threshold else replay(swept, io.StringIO(text), None, log)
         sweep.append(
             evaluate_alarms(
