@@ -32,6 +32,8 @@ __all__ = ["main"]
 
 log = logging.getLogger("simulator")
 
+NEEDS_EXTRA = "the MQTT and panel modes need pip install 'hst-processor[simulator]'"
+
 EPILOG = f"""
 fault kinds: {", ".join(FAULTS)}
 
@@ -159,8 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stdout:
             sink = LineProtocolSink(sys.stdout, args.measurement)
         else:
-            from simulator.mqtt import MqttSink
-
+            try:
+                from simulator.mqtt import MqttSink
+            except ImportError:
+                print(f"simulator: {NEEDS_EXTRA} (paho-mqtt), or use --stdout", file=sys.stderr)
+                return 2
             mqtt_sink = MqttSink(
                 args.mqtt_host,
                 args.mqtt_port,
@@ -174,7 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(sink.close)
 
         if args.panel if args.panel is not None else not args.stdout:
-            from simulator.panel import PanelServer, create_app
+            try:
+                from simulator.panel import PanelServer, create_app
+            except ImportError:
+                print(f"simulator: {NEEDS_EXTRA} (Flask), or use --no-panel", file=sys.stderr)
+                return 2
 
             try:
                 server = PanelServer(
