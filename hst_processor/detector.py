@@ -29,7 +29,7 @@ from hst_processor.config import Config
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, make_engine
 from hst_processor.forest import FloatArray
-from hst_processor.lineproto import Metric
+from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
 from hst_processor.scaling import fixed_limits, learned_limits, scale
 
@@ -210,7 +210,7 @@ class Detector:
         features = self.config.features or tuple(
             name
             for name, value in metric.fields.items()
-            if _is_numeric(value) and name not in self._own_fields
+            if is_numeric(value) and name not in self._own_fields
         )
         if not features:
             self.log.warn_repeated(
@@ -254,7 +254,7 @@ class Detector:
                 values[position] = value
             elif value is None:
                 continue
-            elif _is_numeric(value):
+            elif is_numeric(value):
                 values[position] = float(value)
             else:
                 self.counters.non_numeric += 1
@@ -454,10 +454,6 @@ class Detector:
         series.low, series.high = low, high
         engine.learn_many(series.masses, scale(warmup, low, high))
         series.warmup_rows = []
-
-
-def _is_numeric(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def describe_series(key: SeriesKey) -> str:

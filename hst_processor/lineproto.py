@@ -45,6 +45,7 @@ __all__ = [
     "insert_position",
     "is_blank",
     "is_comment",
+    "is_numeric",
     "parse_metric",
     "split_metrics",
 ]
@@ -362,6 +363,11 @@ def _unescape_key(raw: str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Splitting a stream into metrics
+
+
+def is_numeric(value: object) -> bool:
+    """An integer or float field value (a boolean is neither, though Python says otherwise)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def is_blank(text: str) -> bool:

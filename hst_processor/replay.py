@@ -24,7 +24,7 @@ from typing import TextIO
 from hst_processor.alerts import OPEN, AlertEvent
 from hst_processor.config import Config
 from hst_processor.detector import SeriesKey, Verdict, describe_series
-from hst_processor.lineproto import Metric
+from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
 from hst_processor.notify import AlertCounters, Notifier
 from hst_processor.processor import Processor
@@ -96,14 +96,14 @@ def replay(
     """Score ``source`` into ``sink`` (None: discard) and summarise what happened."""
     result = Replay()
     collector = AlertCollector()
-    summaries = result.summaries
+    # Keyed by series key on the metric path; named once, at the end.
+    by_key: dict[SeriesKey, SeriesSummary] = {}
 
     def observe(metric: Metric, verdict: Verdict) -> None:
         key = processor.detector.series_key(metric)
-        name = describe_series(key)
-        summary = summaries.get(name)
+        summary = by_key.get(key)
         if summary is None:
-            summary = summaries[name] = SeriesSummary()
+            summary = by_key[key] = SeriesSummary()
         summary.metrics += 1
         if verdict.score is None:
             summary.warmup += 1
@@ -112,9 +112,7 @@ def replay(
             summary.anomalous += verdict.tag_value == "true"
         if keep_records:
             numeric = {
-                name: float(value)
-                for name, value in metric.fields.items()
-                if isinstance(value, int | float) and not isinstance(value, bool)
+                field: float(value) for field, value in metric.fields.items() if is_numeric(value)
             }
             result.records.append(Scored(key, metric.timestamp or 0, verdict.score, numeric))
 
@@ -135,9 +133,10 @@ def replay(
     result.alerts = collector.events
     result.metrics_in = processor.stats.metrics_in
     for event in result.openings:
-        name = describe_series((event.measurement, tuple(event.tags.items())))
-        if name in summaries:
-            summaries[name].alerts += 1
+        opened = by_key.get((event.measurement, tuple(event.tags.items())))
+        if opened is not None:
+            opened.alerts += 1
+    result.summaries = {describe_series(key): summary for key, summary in by_key.items()}
     return result
 
 
