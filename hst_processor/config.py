@@ -45,6 +45,7 @@ __all__ = [
 
 ENGINES = ("hst", "river")
 SCALING_MODES = ("fixed", "learned")
+CALIBRATIONS = ("rarity", "landmarks")
 LOG_LEVELS = ("error", "warn", "info", "debug")
 
 
@@ -83,7 +84,18 @@ class ScalingConfig:
 @dataclass(frozen=True)
 class DetectionConfig:
     threshold: float = 0.5
-    """A metric whose ``anomaly_score`` is at or above this is tagged ``anomaly=true``."""
+    """An ``anomaly_score`` at or above this opens an episode: ``anomaly=true``. With the
+    ``rarity`` calibration, 0.5 means rarer than 1 in 1,000 of the series' recent metrics."""
+    calibration: str = "rarity"
+    """``rarity``: the score is how rare the metric is among its series' recent metrics
+    (``-log10(share) / 6``); ``landmarks``: the mass total between the model's typical and
+    isolated totals (the scale moves with features and trees; for hand-tuned thresholds)."""
+    resolve_threshold: float | None = None
+    """An episode ends once the score stays below this for ``resolve_after`` metrics (unset:
+    0.7 times the threshold: 0.35, rarer than 1 in about 125, at the default)."""
+    resolve_after: int = 3
+    """Metrics in a row below ``resolve_threshold`` that end an episode (the tag goes back to
+    ``false``)."""
     learn_anomalies: bool = False
     """``false``: a metric tagged anomalous is not learned, so a lasting fault is not
     absorbed into the model (river's QuantileFilter idea)."""
@@ -91,10 +103,17 @@ class DetectionConfig:
     """Metrics scoring at or above this are not learned (unset: ``threshold``). Set it below
     the threshold so that a fault scoring just under it is not learned into the model either:
     a weak anomaly learned for a window becomes normal."""
-    relearn_after: int = 3600
-    """After this many anomalous metrics in a row (an hour at one per second) the series
-    accepts the new level as normal and learns again: the way out when the change is a
-    genuine new operating point. 0: never."""
+    relearn_after: int = 250
+    """After this many anomalous metrics in a row (one window by default) the series accepts
+    the new level as normal and learns again: the way out when the change is a genuine new
+    operating point. 0: never."""
+
+    @property
+    def episode_end(self) -> float:
+        """The level below which an episode counts towards its end."""
+        if self.resolve_threshold is not None:
+            return self.resolve_threshold
+        return round(0.7 * self.threshold, 9)
 
 
 @dataclass(frozen=True)
@@ -138,7 +157,7 @@ class AlertsConfig:
     """...or once the score has stayed at or above it for this many seconds (0: off)."""
     resolve_threshold: float = 0.35
     """Resolve when the score stays below this (lower than the threshold: hysteresis)...
-    Unset: 0.7 times ``detection.threshold`` (0.35 at the default 0.5)."""
+    Unset: ``detection.resolve_threshold``, the level that ends an episode (0.35 by default)."""
     resolve_after: int = 30
     """...for this many metrics in a row."""
     reminder_interval: float = 0.0
@@ -174,6 +193,10 @@ class Config:
     """Fields used as features. Empty: the numeric fields of each series' first metric."""
     derived: tuple[DerivedFeature, ...] = ()
     """Features computed from the fields over time (see ``hst_processor.derived``)."""
+    context_features: bool = True
+    """Without ``derived``, ``model.features`` or fixed scaling: give the trees each field's
+    level, deviation from its recent level and residual against the other fields
+    (:mod:`hst_processor.context`) instead of the raw fields."""
     max_series: int = 10_000
     """Live series bound; the least recently seen is evicted, with a warning."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -183,6 +206,16 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     state: StateConfig = field(default_factory=StateConfig)
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether series get the default context features (a hand-made config turns them off)."""
+        return (
+            self.context_features
+            and not self.derived
+            and not self.model.features
+            and self.scaling.mode != "fixed"
+        )
 
     def model_features(self) -> tuple[str, ...]:
         """What the trees see, sorted: ``model.features``, else the fields and derived features."""
@@ -238,13 +271,14 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         group_by=_names(document, "group_by", default=None),
         features=features,
         derived=derived,
+        context_features=_boolean(document, "context_features", Config.context_features, ""),
         max_series=_integer(document, "max_series", Config.max_series, 1, 10_000_000),
         model=model,
         scaling=_scaling(document.get("scaling", {}), model.features or available),
         detection=detection,
         output=_output(document.get("output", {})),
         log=_log(document.get("log", {})),
-        alerts=_alerts(document.get("alerts", {}), threshold=detection.threshold),
+        alerts=_alerts(document.get("alerts", {}), resolve=detection.episode_end),
         state=_state(document.get("state", {})),
     )
     if config.alerts.resolve_threshold > config.detection.threshold:
@@ -355,8 +389,18 @@ def _detection(section: Any) -> DetectionConfig:
     learn_threshold = None
     if section.get("learn_threshold") is not None:
         learn_threshold = _number(section, "learn_threshold", 0.0, 0.0, threshold, "detection")
+    resolve_threshold = None
+    if section.get("resolve_threshold") is not None:
+        resolve_threshold = _number(section, "resolve_threshold", 0.0, 0.0, threshold, "detection")
     return DetectionConfig(
         threshold=threshold,
+        calibration=_choice(
+            section, "calibration", DetectionConfig.calibration, CALIBRATIONS, "detection"
+        ),
+        resolve_threshold=resolve_threshold,
+        resolve_after=_integer(
+            section, "resolve_after", DetectionConfig.resolve_after, 1, 1_000_000, "detection"
+        ),
         learn_threshold=learn_threshold,
         learn_anomalies=_boolean(
             section, "learn_anomalies", DetectionConfig.learn_anomalies, "detection"
@@ -388,7 +432,7 @@ def _output(section: Any) -> OutputConfig:
     return output
 
 
-def _alerts(section: Any, threshold: float = DetectionConfig.threshold) -> AlertsConfig:
+def _alerts(section: Any, resolve: float = AlertsConfig.resolve_threshold) -> AlertsConfig:
     _require_mapping(section, "alerts")
     _reject_unknown(section, AlertsConfig, "alerts")
     d = AlertsConfig
@@ -399,9 +443,7 @@ def _alerts(section: Any, threshold: float = DetectionConfig.threshold) -> Alert
         enabled=_boolean(section, "enabled", d.enabled, "alerts"),
         consecutive=_integer(section, "consecutive", d.consecutive, 1, 1_000_000, "alerts"),
         duration=_number(section, "duration", d.duration, 0.0, 86_400.0, "alerts"),
-        resolve_threshold=_number(
-            section, "resolve_threshold", round(0.7 * threshold, 9), 0.0, 1.0, "alerts"
-        ),
+        resolve_threshold=_number(section, "resolve_threshold", resolve, 0.0, 1.0, "alerts"),
         resolve_after=_integer(section, "resolve_after", d.resolve_after, 1, 1_000_000, "alerts"),
         reminder_interval=_number(
             section, "reminder_interval", d.reminder_interval, 0.0, 7 * 86_400.0, "alerts"

@@ -6,15 +6,22 @@ order. Each series (measurement plus its ``group_by`` tag values) owns its featu
 last known values, its scaling limits, its masses and its run of anomalous metrics; the tree
 structure is shared by every series with the same features.
 
-A lasting fault must stay flagged, yet HST learns whatever it sees. So a metric at or above the
-threshold is not learned (unless ``learn_anomalies``), which keeps the reference window on
-normal data; after ``relearn_after`` anomalous metrics in a row the series accepts the new level
-and learns again, the way out for a genuine change of operating point.
+Per metric, in order: the fields (missing ones carried forward); the features the trees see
+(the default context features of :mod:`.context`, or configured derived features); scaling into
+the box; the model's mass total; the score (rarity among the series' own recent metrics, see
+:mod:`.rarity`); the episode the tag marks (it opens at the threshold and ends only after the
+score stayed below a lower level for a few metrics); the learn gate; the alert policy.
+
+A lasting fault must stay flagged long enough to be seen, yet a genuine change of normal must
+become normal. So a metric at or above the threshold is not learned (unless ``learn_anomalies``),
+which keeps the reference window on normal data, but only for ``relearn_after`` anomalous metrics
+in a row (one window by default): then the series learns again and the new level becomes normal.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,11 +33,13 @@ import numpy as np
 from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
 from hst_processor.calibration import calibrated_score
 from hst_processor.config import Config
+from hst_processor.context import LIMIT, ContextFeatures
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, make_engine
 from hst_processor.forest import FloatArray
 from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
+from hst_processor.rarity import Rarity, RarityState
 from hst_processor.scaling import fixed_limits, learned_limits, scale
 
 __all__ = ["Counters", "Detector", "SeriesKey", "Verdict", "describe_series"]
@@ -74,6 +83,10 @@ class Series:
     last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
     derived: DerivedState | None = None  # running state of the derived features, if any
     inputs: tuple[str, ...] = ()  # the fields read from metrics, sorted; () means ``features``
+    context: ContextFeatures | None = None  # the default features, when no derived ones are set
+    rarity: RarityState | None = None  # the score's calibration (``rarity``)
+    in_episode: bool = False  # the tag: an episode opened at the threshold and not yet ended
+    calm: int = 0  # in an episode: metrics in a row below the episode's end level
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -119,6 +132,11 @@ class Detector:
         self._warmup = Verdict(config.output.warmup_value)
         self._sources = config.feature_sources()
         self._orders: dict[tuple[str, ...], list[int]] = {}
+        # The statistic calibrated is log(typical / total); no total is below the isolated one.
+        nodes = 2 ** (config.model.height + 1) - 1
+        self.rarity = Rarity(upper=math.log(nodes) + 1e-6)
+        self._by_rarity = config.detection.calibration == "rarity"
+        self.context_fit = config.model.window_size
         if config.model.engine == "river":
             importlib.import_module("river.anomaly")  # fail at start, not at the first metric
 
@@ -148,14 +166,23 @@ class Detector:
             if row is None:
                 self.counters.not_scored += 1
                 continue
-            if series.derived is not None:
+            if series.context is not None:
+                rows = series.context.update(row)
+                if not rows:  # the context features gather their first metrics
+                    verdicts[index] = self._warmup
+                    self.counters.warmup += 1
+                    continue
+                if len(rows) > 1:  # the gathered metrics, already answered as warm-up
+                    self._learn_gathered(series, rows[:-1])
+                row = rows[-1]
+            elif series.derived is not None:
                 extra = series.derived.update(row)
                 if extra is None:  # a derived feature still gathers its history
                     verdicts[index] = self._warmup
                     self.counters.warmup += 1
                     continue
                 row += extra
-            if series.features is not series.inputs:
+            if series.context is None and series.features is not series.inputs:
                 row = [row[i] for i in self._model_order(series)]
             batch = groups.get(series.features)
             if batch is None:
@@ -219,9 +246,14 @@ class Detector:
             )
             return None
         raw = tuple(sorted(features))
-        features = self.config.model_features() if self.config.features else raw
-        if features == raw:
-            features = raw  # the same object: rows need no reordering
+        context = None
+        if self.config.uses_context:
+            context = ContextFeatures(raw, fit=self.context_fit)
+            features = context.names
+        else:
+            features = self.config.model_features() if self.config.features else raw
+            if features == raw:
+                features = raw  # the same object: rows need no reordering
         if len(self.series) >= self.config.max_series:
             evicted, forgotten = self.series.popitem(last=False)
             self._released.append(forgotten)
@@ -238,8 +270,13 @@ class Detector:
             last_values=[None] * len(raw),
             derived=DerivedState(self.config.derived, raw) if self.config.derived else None,
             inputs=raw,
+            context=context,
+            rarity=self.rarity.new_state() if self._by_rarity else None,
         )
-        if self.config.scaling.mode == "fixed":
+        if context is not None:  # context features are squashed into one fixed box
+            series.low = np.full(len(features), -LIMIT)
+            series.high = np.full(len(features), LIMIT)
+        elif self.config.scaling.mode == "fixed":
             series.low, series.high = fixed_limits(features, self.config.scaling.limits)
         self.series[key] = series
         return series
@@ -345,35 +382,83 @@ class Detector:
                 self.counters.warmup += 1
                 learning = True
             else:
-                score = calibrated_score(total, engine.typical_total(masses), isolated)
+                typical = engine.typical_total(masses)
+                rarity = series.rarity
+                if rarity is not None:
+                    statistic = math.log(typical / total) if total > 0 else math.inf
+                    ready = self.rarity.ready(rarity)
+                    score = self.rarity.score(rarity, statistic) if ready else 0.0
+                    self.rarity.learn(rarity, statistic)
+                    if not ready:  # the calibration gathers its first scores
+                        verdicts[indices[p]] = self._warmup
+                        self.counters.warmup += 1
+                        self._count_learned(engine, series, room, full, learn, at)
+                        continue
+                else:
+                    score = calibrated_score(total, typical, isolated)
                 anomalous = score >= threshold
                 series.anomalous_run = series.anomalous_run + 1 if anomalous else 0
+                flagged = self._episode(series, score, anomalous)
                 learning = (
                     score < learn_below
                     or detection.learn_anomalies
                     or 0 < detection.relearn_after < series.anomalous_run
                 )
                 verdicts[indices[p]] = Verdict(
-                    "true" if anomalous else "false",
+                    "true" if flagged else "false",
                     score,
                     1 - total / engine.max_total,
                     self._blame(engine, series, scaled[p]) if anomalous else None,
                 )
                 self.counters.scored += 1
-                self.counters.anomalous += anomalous
+                self.counters.anomalous += flagged
                 if policy is not None:
                     kind = policy.observe(series.alert, score, batch.times[p])
                     if kind is not None:
                         self._raise_alert(kind, engine, series, batch, p, scaled[p], score)
             if learning:
-                learn.append(at)
-                left = room.get(key, engine.window_size - masses.counter) - 1
-                room[key] = left
-                if left == 0:
-                    full.add(key)
+                self._count_learned(engine, series, room, full, learn, at)
         if learn:
             engine.learn_multi([owners[pending[at]].masses for at in learn], routed.select(learn))
         return deferred
+
+    @staticmethod
+    def _count_learned(
+        engine: Engine,
+        series: Series,
+        room: dict[int, int],
+        full: set[int],
+        learn: list[int],
+        at: int,
+    ) -> None:
+        """Mark pending point ``at`` for learning; a series whose window it fills stops here."""
+        learn.append(at)
+        key = id(series)
+        left = room.get(key, engine.window_size - series.masses.counter) - 1
+        room[key] = left
+        if left == 0:
+            full.add(key)
+
+    def _episode(self, series: Series, score: float, anomalous: bool) -> bool:
+        """Whether the metric is inside an episode: one opens at the threshold and ends once
+        the score stayed below the lower end level for ``resolve_after`` metrics in a row."""
+        if anomalous:
+            series.in_episode, series.calm = True, 0
+        elif series.in_episode:
+            detection = self.config.detection
+            if score < detection.episode_end:
+                series.calm += 1
+                if series.calm >= detection.resolve_after:
+                    series.in_episode, series.calm = False, 0
+            else:
+                series.calm = 0
+        return series.in_episode
+
+    def _learn_gathered(self, series: Series, rows: list[list[float]]) -> None:
+        """Learn the rows a series gathered before its features were ready (all warm-up)."""
+        assert series.low is not None and series.high is not None
+        points = scale(np.array(rows, dtype=np.float64), series.low, series.high)
+        self.engine(series.features).learn_many(series.masses, points)
 
     def _model_order(self, series: Series) -> list[int]:
         """Where each model feature sits in ``inputs + derived`` (cached per feature set)."""
@@ -393,6 +478,8 @@ class Detector:
         if not ranked:
             return None
         name = series.features[ranked[0]]
+        if series.context is not None:
+            return series.context.sources[name]
         return str(self._sources.get(name, name))
 
     def _raise_alert(

@@ -35,10 +35,12 @@ import numpy as np
 
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
+from hst_processor.context import ContextFeatures
 from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
 from hst_processor.log import Log
+from hst_processor.rarity import RarityState
 
 __all__ = [
     "FORMAT",
@@ -110,6 +112,9 @@ def snapshot(detector: Detector, processed: int) -> bytes:
                 "alert": asdict(series.alert),
                 "last_seen": series.last_seen,
                 "derived": None if series.derived is None else series.derived.export(),
+                "context": None if series.context is None else series.context.export(),
+                "rarity": None if series.rarity is None else series.rarity.export(),
+                "episode": [series.in_episode, series.calm],
                 "masses": export(series.masses),
             }
         )
@@ -165,6 +170,9 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
         if (saved_derived["specs"] if saved_derived else []) != derived_specs:
             fresh_features += 1
             continue
+        if (saved.get("context") is not None) != config.uses_context:
+            fresh_features += 1
+            continue
         if saved["scaling"] != _scaling_for(config, features):
             fresh_scaling += 1
             continue
@@ -201,6 +209,17 @@ def _restore_series(
     if saved.get("derived"):
         series.derived = DerivedState(detector.config.derived, series.inputs)
         series.derived.restore(saved["derived"])
+    if saved.get("context"):
+        series.context = ContextFeatures(series.inputs, fit=detector.context_fit)
+        series.context.restore(saved["context"])
+    # A snapshot from another calibration starts its calibration afresh.
+    if detector.config.detection.calibration == "rarity":
+        saved_rarity = saved.get("rarity")
+        series.rarity = (
+            RarityState.restore(saved_rarity) if saved_rarity else detector.rarity.new_state()
+        )
+    episode = saved.get("episode") or [False, 0]  # snapshots of 0.1 had no episodes
+    series.in_episode, series.calm = bool(episode[0]), int(episode[1])
     detector.series[key] = series
 
 

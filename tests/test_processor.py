@@ -106,7 +106,12 @@ def test_final_partial_line_passes_through_unchanged_at_eof() -> None:
 
 
 def test_summary_counts_everything() -> None:
-    processor = Processor(parse_config({"model": {"window_size": 2}}), Log(io.StringIO()))
+    config = {
+        "model": {"window_size": 2},
+        "context_features": False,
+        "detection": {"calibration": "landmarks"},
+    }
+    processor = Processor(parse_config(config), Log(io.StringIO()))
     processor.feed("m v=1 1\nm v=2 2\nm v=1 3\nbad\n\n")
     summary = processor.summary()
     assert "5 metrics in, 5 out, 1 scored" in summary

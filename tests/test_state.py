@@ -227,12 +227,18 @@ def test_changed_model_restarts_every_series_and_says_why(
 
 def test_changed_features_restart_only_the_affected_series(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("model: {window_size: 5}\nalerts: {enabled: false}\n")
+    config.write_text(
+        "model: {window_size: 5}\nalerts: {enabled: false}\ncontext_features: false\n"
+        "detection: {calibration: landmarks}\n"
+    )
     lines = [f"a,id=1 x={i % 7},y={i % 3} {i}\n".encode() for i in range(20)]
     lines += [f"b,id=2 x={i % 5},z={i % 4} {i}\n".encode() for i in range(20)]
     state = tmp_path / "state.msgpack"
     assert run(config, state, lines).returncode == 0
-    config.write_text("model: {window_size: 5}\nalerts: {enabled: false}\nfeatures: [x, y]\n")
+    config.write_text(
+        "model: {window_size: 5}\nalerts: {enabled: false}\nfeatures: [x, y]\n"
+        "context_features: false\ndetection: {calibration: landmarks}\n"
+    )
     result = run(config, state, [b"a,id=1 x=1,y=1 99\n", b"b,id=2 x=1,y=1 99\n"])
     out = result.stdout.splitlines()
     assert b"anomaly_score=" in out[0]  # measurement a resumed past its warm-up
@@ -308,16 +314,16 @@ def test_inspect_state_shows_series_warmup_and_alerts(
     stream: list[bytes], config: Path, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.msgpack"
-    assert run(config, state, stream[:11_000]).returncode == 0
+    assert run(config, state, stream[:10_000]).returncode == 0
     script = shutil.which("hst-processor")
     assert script is not None
     shown = subprocess.run([script, "inspect-state", str(state)], capture_output=True, text=True)
     assert shown.returncode == 0
     assert shown.stdout.startswith("format hst-processor-state version 1")
-    assert "after 11000 metrics" in shown.stdout
+    assert "after 10000 metrics" in shown.stdout
     assert "20 series" in shown.stdout
     assert "machine_data,machineID=machine3:" in shown.stdout
-    assert "ALERT OPEN" in shown.stdout  # machine3 and machine17 are mid-fault at 11,000
+    assert "ALERT OPEN" in shown.stdout  # machine3 and machine17 are 20 s into their fault
     assert "last seen 2026-01-01" in shown.stdout
 
 
@@ -325,13 +331,14 @@ def test_forget_series_resets_one_machine(
     stream: list[bytes], config: Path, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.msgpack"
-    assert run(config, state, stream[:3_000]).returncode == 0
+    # 300 metrics per machine: past the warm-up (50 to fit, a window of 100, 100 to calibrate).
+    assert run(config, state, stream[:6_000]).returncode == 0
     script = shutil.which("hst-processor")
     assert script is not None
     forgot = subprocess.run(
         [script, "forget-series", str(state), "machineID=machine5"], capture_output=True
     )
     assert forgot.returncode == 0 and b"I! forgot 1 series" in forgot.stderr
-    result = run(config, state, stream[3_000:3_020])
+    result = run(config, state, stream[6_000:6_020])
     out = result.stdout.splitlines()
     assert all((b"anomaly=warmup" in line) == (b"machineID=machine5," in line) for line in out)

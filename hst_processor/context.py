@@ -1,0 +1,236 @@
+"""Default features for metrics nobody wrote features for: level, deviation and residual.
+
+Half-Space Trees see one point at a time, in a box. Raw fields give them neither the recent
+past (a jump, a frozen sensor, a drift) nor the relations between fields (power that no longer
+follows load), and a raw value far beyond the range seen so far lands in the same outermost
+cell as one just past it. When no ``derived`` features are configured, each series therefore
+gets, per field:
+
+=============== ==============================================================================
+``F.deviation`` the value minus the field's recent level (an average with a half-life of
+                ``fast`` metrics), in units of its usual deviation (a running mean absolute
+                deviation with a half-life of ``slow`` metrics): a jump, a spike, a drift, a
+                level that moved for many fields at once
+``F.residual``  (two fields or more) the value minus what the *other* fields predict by a ridge
+                regression fitted on the first ``fit`` metrics, in standard deviations of that
+                fit: a relation that broke, a frozen sensor whose partners keep moving (the
+                idea of the Q and T-squared statistics)
+``F.level``     (one field only, where there is no relation to learn) the value against the
+                robust range (5th to 95th percentile, stretched by 1/0.9) of the first ``fit``
+                metrics: 0 in the middle, about +-1 at its ends
+=============== ==============================================================================
+
+Every feature goes through ``sign(v) * log(1 + |v|)`` and is clipped to ``+-LIMIT`` (``LIMIT``
+= 4: values up to about 50 units apart keep distinct places in the box), so a value ten times
+beyond the range seen still lands somewhere other than one just past it, and one outlier in the
+first metrics cannot squeeze everything else into a corner: the ranges are percentiles and the
+running averages take each value's step clipped to three usual deviations.
+
+The deviation's running state moves with every metric, so the series keeps following its own
+level; level and residual are fitted once, and the model's learning (the reference window slides)
+is what adapts to a new operating point. The state is plain data, exported with the series.
+
+>>> context = ContextFeatures(("load", "power"), fit=4)
+>>> [context.update([float(i), 2.0 * i + 1.0]) for i in range(3)]
+[[], [], []]
+>>> rows = context.update([3.0, 7.0])  # the fit completes: the four rows so far come out
+>>> len(rows), len(rows[0]) == len(context.names)
+(4, True)
+>>> context.names
+('load.deviation', 'load.residual', 'power.deviation', 'power.residual')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hst_processor.scaling import FloatArray
+
+__all__ = ["KINDS", "LIMIT", "ContextFeatures", "context_names", "source_of"]
+
+KINDS = ("deviation", "level", "residual")
+
+LIMIT = 4.0
+"""Features are squashed into [-LIMIT, LIMIT]: the model's box."""
+_CLIP = 3.0  # a running average moves by at most this many usual deviations per metric
+_RIDGE = 0.01  # ridge penalty per fitted metric, on standardised fields
+_RESIDUAL_FLOOR = 0.05  # in the field's standard deviations: a fit cannot be more exact
+_FLOOR_FRACTION = 1e-3  # a flat field's unit: this share of its level or range
+_FLOOR_ABSOLUTE = 1e-9
+
+
+def _kinds(width: int) -> tuple[str, ...]:
+    # With one field there is no relation to learn; the level stands in. With several, the
+    # residuals carry each field's place among the others, and a level beside them only adds
+    # dimensions the trees' splits must share (measured: fewer faults found).
+    return ("deviation", "level") if width == 1 else ("deviation", "residual")
+
+
+def source_of(name: str) -> str:
+    """The field a context feature is made from (any other name is its own source).
+
+    >>> source_of("power.residual"), source_of("power")
+    ('power', 'power')
+    """
+    field, _, kind = name.rpartition(".")
+    return field if field and kind in KINDS else name
+
+
+def context_names(fields: Sequence[str]) -> tuple[str, ...]:
+    """The feature names for a series' fields, sorted (river builds its trees in that order)."""
+    kinds = _kinds(len(fields))
+    return tuple(sorted(f"{name}.{kind}" for name in fields for kind in kinds))
+
+
+def _squash(values: FloatArray) -> FloatArray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        squashed = np.sign(values) * np.log1p(np.abs(values))
+    bounded: FloatArray = np.clip(
+        np.nan_to_num(squashed, nan=0.0, posinf=LIMIT, neginf=-LIMIT), -LIMIT, LIMIT
+    )
+    return bounded
+
+
+class ContextFeatures:
+    """One series' default features and the running state behind them."""
+
+    def __init__(
+        self, fields: Sequence[str], fit: int = 100, fast: float = 10.0, slow: float = 250.0
+    ) -> None:
+        self.fields = tuple(fields)
+        self.names = context_names(self.fields)
+        self.sources = {name: source_of(name) for name in self.names}
+        self.fit = max(2, fit)
+        self._fast = 1.0 - 0.5 ** (1.0 / fast)
+        self._slow = 1.0 - 0.5 ** (1.0 / slow)
+        width = len(self.fields)
+        self.kinds = _kinds(width)
+        # Where each computed column goes in the sorted names: fields in order, each with its
+        # deviation, level and residual.
+        computed = [
+            f"{name}.{kind}"
+            for kind in ("deviation", "level", "residual")
+            for name in self.fields
+            if kind in self.kinds
+        ]
+        self._order = np.array([computed.index(name) for name in self.names], dtype=np.intp)
+        self.pending: list[list[float]] = []  # metrics gathered for the fit
+        self.fitted = False
+        self.center = np.zeros(width)
+        self.half_range = np.ones(width)
+        self.floor = np.ones(width)
+        self.level = np.zeros(width)  # running level, for the deviation
+        self.usual = np.ones(width)  # running usual deviation
+        self.mean = np.zeros(width)
+        self.spread = np.ones(width)
+        self.coefficients = np.zeros((width, width))  # column i predicts field i
+        self.residual_spread = np.ones(width)
+
+    def update(self, row: Sequence[float]) -> list[list[float]]:
+        """Feature rows for one metric's raw values, in :attr:`names` order: none while the
+        first ``fit`` metrics are gathered, all of them when the fit completes, then one."""
+        if self.fitted:
+            return [self._features(np.asarray(row, dtype=np.float64))]
+        self.pending.append(list(row))
+        if len(self.pending) < self.fit:
+            return []
+        gathered = np.array(self.pending, dtype=np.float64)
+        self.pending = []
+        self._fit(gathered)
+        return [self._features(values) for values in gathered]
+
+    def _fit(self, rows: FloatArray) -> None:
+        with np.errstate(all="ignore"):
+            finite = np.where(np.isfinite(rows), rows, np.nan)
+            low, median, high = np.nanpercentile(finite, [5.0, 50.0, 95.0], axis=0)
+            low, median, high = (np.nan_to_num(v) for v in (low, median, high))
+            self.center = low / 2 + high / 2
+            scale = np.maximum(np.abs(median), high / 2 - low / 2)
+            self.floor = np.maximum(np.nan_to_num(scale * _FLOOR_FRACTION), _FLOOR_ABSOLUTE)
+            # The middle 90 % spans 0.9 of the range: stretched to cover all of it, it leaves
+            # out up to 5 % of outliers at either end.
+            self.half_range = np.maximum((high / 2 - low / 2) / 0.9, self.floor)
+            steps = np.abs(np.diff(np.nan_to_num(finite, nan=0.0), axis=0))
+            self.level = median.copy()
+            typical_step = np.median(steps, axis=0) if len(steps) else self.floor
+            self.usual = np.maximum(typical_step, self.floor)
+            clean = np.clip(np.nan_to_num(finite - median), -1e12, 1e12) + median
+            self.mean = clean.mean(axis=0)
+            self.spread = np.maximum(clean.std(axis=0), self.floor)
+        width = len(self.fields)
+        if width > 1:
+            standard = np.clip((clean - self.mean) / self.spread, -1e6, 1e6)
+            coefficients = np.zeros((width, width))
+            penalty = _RIDGE * len(standard) * np.eye(width - 1)
+            residuals = np.empty_like(standard)
+            for target in range(width):
+                others = [i for i in range(width) if i != target]
+                inputs = standard[:, others]
+                normal = inputs.T @ inputs + penalty
+                solved = np.linalg.solve(normal, inputs.T @ standard[:, target])
+                coefficients[others, target] = solved
+                residuals[:, target] = standard[:, target] - inputs @ solved
+            self.coefficients = coefficients
+            self.residual_spread = np.maximum(residuals.std(axis=0), _RESIDUAL_FLOOR)
+        self.fitted = True
+
+    def _features(self, values: FloatArray) -> list[float]:
+        finite = np.isfinite(values)
+        safe = np.where(finite, values, self.level)
+        with np.errstate(over="ignore", invalid="ignore"):
+            usual = np.maximum(self.usual, self.floor)
+            step = safe - self.level
+            deviation = step / usual
+            level = (values - self.center) / self.half_range
+            parts = [deviation] if "deviation" in self.kinds else []
+            if "level" in self.kinds:
+                parts.append(level)
+            if len(self.fields) > 1 and "residual" in self.kinds:
+                standard = np.clip((safe - self.mean) / self.spread, -1e6, 1e6)
+                predicted = standard @ self.coefficients
+                parts.append((standard - predicted) / self.residual_spread)
+            # Running level and usual deviation, each step clipped so an outlier barely moves
+            # them; a non-finite value leaves them alone.
+            clipped = np.nan_to_num(np.clip(step, -_CLIP * usual, _CLIP * usual))
+            self.level = self.level + self._fast * clipped
+            self.usual = self.usual + self._slow * (np.abs(clipped) - self.usual)
+        combined = _squash(np.concatenate(parts))
+        # A value that is not finite sits at the box's edge in its level (inf) or middle (NaN).
+        result: list[float] = combined[self._order].tolist()
+        return result
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "fields": list(self.fields),
+            "pending": self.pending,
+            "fitted": self.fitted,
+            "arrays": {
+                name: getattr(self, name).tolist()
+                for name in (
+                    "center",
+                    "half_range",
+                    "floor",
+                    "level",
+                    "usual",
+                    "mean",
+                    "spread",
+                    "coefficients",
+                    "residual_spread",
+                )
+            },
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        if tuple(saved["fields"]) != self.fields:
+            raise ValueError("the saved context features are for other fields")
+        self.pending = [[float(v) for v in row] for row in saved["pending"]]
+        self.fitted = bool(saved["fitted"])
+        for name, values in saved["arrays"].items():
+            current = getattr(self, name)
+            array = np.array(values, dtype=np.float64).reshape(current.shape)
+            setattr(self, name, array)

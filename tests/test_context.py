@@ -1,0 +1,90 @@
+"""The default context features: what each one sees, what it ignores, and resuming exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hst_processor.context import LIMIT, ContextFeatures, source_of
+
+
+def related_rows(count: int, seed: int = 1) -> np.ndarray:
+    """load wanders; power follows it with a little noise."""
+    rng = np.random.default_rng(seed)
+    load = 70 + np.cumsum(rng.normal(0, 1, count)).clip(-20, 20)
+    power = 2.0 * load + 60 + rng.normal(0, 0.5, count)
+    return np.column_stack([load, power])
+
+
+def feed(context: ContextFeatures, rows: np.ndarray) -> list[dict[str, float]]:
+    out = []
+    for row in rows.tolist():
+        out += [dict(zip(context.names, values, strict=True)) for values in context.update(row)]
+    return out
+
+
+def test_names_and_sources() -> None:
+    assert ContextFeatures(("load", "power")).names == (
+        "load.deviation",
+        "load.residual",
+        "power.deviation",
+        "power.residual",
+    )
+    assert ContextFeatures(("value",)).names == ("value.deviation", "value.level")
+    assert source_of("power.residual") == "power" and source_of("power.x") == "power.x"
+
+
+def test_nothing_comes_out_until_the_fit_then_every_gathered_row() -> None:
+    context = ContextFeatures(("load", "power"), fit=50)
+    rows = related_rows(60)
+    counts = [len(context.update(row)) for row in rows.tolist()]
+    assert counts[:49] == [0] * 49 and counts[49] == 50 and counts[50:] == [1] * 10
+
+
+def test_a_broken_relation_shows_in_the_residual_not_in_the_deviation() -> None:
+    context = ContextFeatures(("load", "power"), fit=200)
+    rows = related_rows(400)
+    normal = feed(context, rows)
+    broken = rows[-1].copy()
+    broken[1] = 2.0 * broken[0] + 60 + 8.0  # power 8 above its line: 16 noise deviations
+    (features,) = context.update(broken.tolist())
+    named = dict(zip(context.names, features, strict=True))
+    usual = max(abs(f["power.residual"]) for f in normal[200:])
+    assert abs(named["power.residual"]) > usual + 1.0
+    assert abs(named["load.deviation"]) < 2.0
+
+
+def test_values_far_beyond_the_range_keep_distinct_places_in_the_box() -> None:
+    context = ContextFeatures(("value",), fit=100)
+    feed(context, np.random.default_rng(2).normal(10, 1, (150, 1)))
+    just, far, farther = [context.update([v])[0] for v in (14.0, 40.0, 400.0)]
+    level = context.names.index("value.level")
+    assert just[level] < far[level] < farther[level] <= LIMIT
+
+
+def test_an_outlier_among_the_first_metrics_does_not_squeeze_the_rest() -> None:
+    rows = np.random.default_rng(3).normal(10, 1, (300, 1))
+    rows[5] = 1e9  # one wild value while the fit gathers
+    context = ContextFeatures(("value",), fit=100)
+    out = feed(context, rows)
+    levels = np.array([f["value.level"] for f in out[110:]])
+    assert levels.std() > 0.2  # ordinary values still spread over the box, not at one point
+
+
+def test_non_finite_values_leave_the_state_finite() -> None:
+    context = ContextFeatures(("load", "power"), fit=50)
+    feed(context, related_rows(60))
+    for bad in ([float("nan"), 200.0], [float("inf"), 1e308], [-1e308, float("-inf")]):
+        (features,) = context.update(bad)
+        assert all(-LIMIT <= f <= LIMIT for f in features)
+    (after,) = context.update([70.0, 200.0])
+    assert all(np.isfinite(after))
+    assert np.isfinite(context.level).all() and np.isfinite(context.usual).all()
+
+
+def test_a_restored_state_continues_exactly() -> None:
+    rows = related_rows(500, seed=4)
+    original = ContextFeatures(("load", "power"), fit=100)
+    feed(original, rows[:300])
+    copy = ContextFeatures(("load", "power"), fit=100)
+    copy.restore(original.export())
+    assert feed(copy, rows[300:]) == feed(original, rows[300:])
