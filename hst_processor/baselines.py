@@ -1,9 +1,10 @@
-"""The simple detectors people would use instead, for an honest comparison.
+"""The detectors people would use instead, for an honest comparison.
 
-Each takes one series' feature values (rows in time order) and flags metrics: ``True``
-anomalous, ``False`` normal, ``None`` not judged yet (its own warm-up). The evaluator turns the
-flags into alerts with the same alert policy as the HST detector, so every detector is judged
-by the same rules.
+Each takes one series' field values (rows in time order, every numeric field of the series) and
+the number of metrics it may treat as training (``warmup``), and flags metrics: ``True``
+anomalous, ``False`` normal, ``None`` not judged yet. The evaluator turns the flags into alerts
+with the same alert policy as the HST detector, so every detector is judged by the same rules.
+A baseline whose library is not installed raises ``ImportError`` and is left out with a message.
 
 >>> import numpy as np
 >>> values = np.array([[10.0]] * 100 + [[30.0]])
@@ -19,13 +20,21 @@ from typing import Any, cast
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hst_processor.forest import FloatArray
+from hst_processor.scaling import FloatArray
 
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
 
-__all__ = ["BASELINES", "Flags", "robust_zscore", "seed_detector", "static_threshold"]
+__all__ = [
+    "BASELINES",
+    "Flags",
+    "isolation_forest",
+    "river_hst",
+    "robust_zscore",
+    "static_threshold",
+]
 
 Flags = list[bool | None]
+RARITY = 0.999  # flag what is rarer than 1 in 1,000: the default threshold's meaning
 
 
 def static_threshold(values: FloatArray, warmup: int = 250, margin: float = 0.1) -> Flags:
@@ -54,31 +63,52 @@ def robust_zscore(values: FloatArray, window: int = 60, limit: float = 3.5) -> F
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(mad > 0, 0.6745 * deviation / mad, np.where(deviation > 0, np.inf, 0.0))
     above = cast(BoolArray, np.asarray(z > limit).any(axis=1))
-    flags_after = [bool(flag) for flag in above]
     flags: Flags = [None] * window
-    return flags + flags_after
+    return flags + [bool(flag) for flag in above]
 
 
-def seed_detector(values: FloatArray, features: tuple[str, ...]) -> Flags:
-    """The seed demo's detector: river ``HalfSpaceTrees(n_trees=5, height=2, window_size=250,
-    seed=1)`` on power alone, min-max scaled over the whole series, flagged above 0.8."""
-    from river.anomaly import HalfSpaceTrees
+def river_hst(values: FloatArray, warmup: int = 250) -> Flags:
+    """river's ``HalfSpaceTrees`` at its defaults behind its ``MinMaxScaler``, as river's
+    documentation composes them, flagged by river's ``QuantileFilter`` at 1 in 1,000 (which
+    also keeps flagged metrics out of the model). Nothing is flagged in the first window."""
+    from river import anomaly, compose, preprocessing
 
-    power = values[:, features.index("power")]
-    low, high = float(power.min()), float(power.max())
-    scaled = (power - low) / (high - low) if high > low else np.zeros_like(power)
-    model = HalfSpaceTrees(n_trees=5, height=2, window_size=250, seed=1)
+    del warmup  # river learns from the first metric; its first window scores nothing
+    names = [f"f{index}" for index in range(values.shape[1])]
+    model = compose.Pipeline(
+        preprocessing.MinMaxScaler(),
+        anomaly.QuantileFilter(anomaly.HalfSpaceTrees(seed=42), q=RARITY),
+    )
     flags: Flags = []
-    for value in scaled.tolist():
-        point = {"power": value}
-        flags.append(model.score_one(point) > 0.8)  # type: ignore[no-untyped-call]
-        model.learn_one(point)  # type: ignore[no-untyped-call]
+    for index, row in enumerate(values.tolist()):
+        point = dict(zip(names, row, strict=True))
+        score = model.score_one(point)
+        flags.append(None if index < 250 else bool(model[-1].classify(score)))
+        model.learn_one(point)
     return flags
 
 
-BASELINES: dict[str, Callable[[FloatArray, tuple[str, ...]], Flags]] = {
-    "static threshold": lambda values, features: static_threshold(values),
-    "robust z-score": lambda values, features: robust_zscore(values),
-    "seed (river HST on power)": seed_detector,
+def isolation_forest(values: FloatArray, warmup: int = 250) -> Flags:
+    """scikit-learn's ``IsolationForest`` (its defaults, a fixed seed) fitted on each series'
+    first ``warmup`` metrics; flagged when a metric is more isolated than all but 1 in 1,000
+    of those (needs scikit-learn: ``pip install 'hst-processor[baselines]'``)."""
+    from sklearn.ensemble import IsolationForest
+
+    if len(values) <= warmup:
+        return [None] * len(values)
+    finite = np.nan_to_num(values, nan=0.0, posinf=np.finfo(np.float64).max / 4)
+    forest = IsolationForest(random_state=0).fit(finite[:warmup])
+    training = -forest.score_samples(finite[:warmup])
+    limit = float(np.quantile(training, RARITY))
+    later = (-forest.score_samples(finite[warmup:]) > limit).tolist()
+    flags: Flags = [None] * warmup
+    return flags + [bool(flag) for flag in later]
+
+
+BASELINES: dict[str, Callable[[FloatArray, int], Flags]] = {
+    "static threshold": static_threshold,
+    "robust z-score": lambda values, warmup: robust_zscore(values),
+    "river HST (defaults)": river_hst,
+    "IsolationForest": isolation_forest,
 }
 """Every baseline by the name the evaluation table shows."""

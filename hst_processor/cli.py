@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate", help="measure detection against labelled faults, beside simple baselines"
     )
     evaluate.add_argument("file", metavar="FILE", help="line protocol of a labelled run")
-    evaluate.add_argument("--labels", required=True, help="the simulator's labels (JSON lines)")
+    evaluate.add_argument(
+        "--labels", required=True, help="fault windows, JSON lines (the simulator writes them)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
     evaluate.add_argument(
         "--sweep",
@@ -83,6 +85,19 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=float, default=60.0, help="seconds after a fault that still count (60)"
     )
     evaluate.add_argument("--no-baselines", action="store_true", help="HST only")
+    evaluate.add_argument(
+        "--start",
+        metavar="TIME",
+        help="count alerts and faults from this time on (RFC 3339 or nanoseconds); the models "
+        "still see everything before it",
+    )
+    evaluate.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        metavar="N",
+        help="count only after each machine's first N metrics (a published training part)",
+    )
     plot = commands.add_parser(
         "plot", help="draw fields, scores, labelled faults and alerts per machine (matplotlib)"
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,10 +27,12 @@ import numpy as np
 from hst_processor.alerts import OPEN, AlertPolicy, AlertState
 from hst_processor.baselines import BASELINES, Flags
 from hst_processor.config import Config
+from hst_processor.context import source_of
 from hst_processor.detector import SeriesKey
 from hst_processor.labels import FaultLabel
 from hst_processor.log import Log
 from hst_processor.replay import Replay, Scored, replay
+from hst_processor.scaling import FloatArray
 
 __all__ = [
     "Alarm",
@@ -40,6 +44,7 @@ __all__ = [
     "evaluate_file",
     "format_table",
     "hst_alarms",
+    "machine_of",
     "machine_tag_of",
     "suggest_threshold",
 ]
@@ -78,6 +83,10 @@ class Evaluation:
     alerts: int
     true_alerts: int
     machine_days: float
+    normal_scored: int = 0  # scored metrics outside labelled windows (counted part only)
+    normal_flagged: int = 0  # of those, at or above the threshold
+    normal_tagged: int = 0  # of those, tagged anomalous (inside an episode)
+    window_tag_changes: list[int] = field(default_factory=list)  # per labelled window
 
     @property
     def events(self) -> int:
@@ -113,6 +122,21 @@ class Evaluation:
         ]
 
     @property
+    def normal_flag_rate(self) -> float | None:
+        """The share of normal metrics scored at or above the threshold."""
+        return self.normal_flagged / self.normal_scored if self.normal_scored else None
+
+    @property
+    def normal_tag_rate(self) -> float | None:
+        return self.normal_tagged / self.normal_scored if self.normal_scored else None
+
+    @property
+    def tag_changes(self) -> float | None:
+        """How often the tag changed state inside a labelled window, on average."""
+        changes = self.window_tag_changes
+        return sum(changes) / len(changes) if changes else None
+
+    @property
     def explanation_accuracy(self) -> float | None:
         explainable = sum(kind.explainable for kind in self.kinds.values())
         explained = sum(kind.explained for kind in self.kinds.values())
@@ -132,6 +156,9 @@ class Evaluation:
             "delay_metrics": _quantiles(self.delays("metrics")),
             "delay_seconds": _quantiles(self.delays("seconds")),
             "explanation_accuracy": self.explanation_accuracy,
+            "normal_flag_rate": self.normal_flag_rate,
+            "normal_tag_rate": self.normal_tag_rate,
+            "tag_changes_per_window": self.tag_changes,
             "kinds": {
                 name: {
                     "events": kind.events,
@@ -165,6 +192,10 @@ def combine(evaluations: Sequence[Evaluation]) -> Evaluation:
         sum(e.alerts for e in evaluations),
         sum(e.true_alerts for e in evaluations),
         sum(e.machine_days for e in evaluations),
+        sum(e.normal_scored for e in evaluations),
+        sum(e.normal_flagged for e in evaluations),
+        sum(e.normal_tagged for e in evaluations),
+        [change for e in evaluations for change in e.window_tag_changes],
     )
 
 
@@ -185,13 +216,23 @@ def evaluate_alarms(
     timelines: Mapping[str, np.ndarray],
     grace: float = 60.0,
     field_of: Mapping[str, str] | None = None,
+    counted_from: Mapping[str, float] | None = None,
 ) -> Evaluation:
     """Score ``alarms`` against ``labels``; ``timelines`` holds each machine's metric times in
     seconds (sorted), for delays in metrics and for the length of the run.
 
     ``field_of`` maps a feature name to the field it comes from (derived features to their
-    source), for checking explanations.
+    source), for checking explanations: an alert is explained when its top feature's field is
+    one of the fields its label names (comma-separated). ``counted_from`` gives, per machine,
+    the time (seconds) from which alerts, labels and days count (a published training part
+    before it is left out).
     """
+    if counted_from:
+        timelines = {
+            machine: times[times >= counted_from.get(machine, -math.inf)]
+            for machine, times in timelines.items()
+        }
+        alarms = [a for a in alarms if a.time >= counted_from.get(a.machine, -math.inf)]
     by_machine: dict[str, list[Alarm]] = defaultdict(list)
     for alarm in sorted(alarms, key=lambda a: a.time):
         by_machine[alarm.machine].append(alarm)
@@ -203,8 +244,8 @@ def evaluate_alarms(
             continue
         start = label.start_ns / 1e9
         end = label.end_ns / 1e9 if label.end_ns is not None else float(times[-1]) + 1.0
-        if start > times[-1]:
-            continue  # the run ended before the fault began
+        if start > times[-1] or end <= times[0]:
+            continue  # the fault lies outside the counted part of the run
         result = kinds[label.kind]
         result.events += 1
         inside = [a for a in by_machine.get(label.machine, []) if start <= a.time < end + grace]
@@ -216,10 +257,10 @@ def evaluate_alarms(
         result.delays_s.append(first.time - start)
         before = int(np.searchsorted(times, first.time, side="left"))
         result.delays_metrics.append(before - int(np.searchsorted(times, start, side="left")))
-        if label.kind != "overload" and first.feature is not None:
+        if label.field and first.feature is not None:
             result.explainable += 1
-            source = (field_of or {}).get(first.feature, first.feature)
-            result.explained += source == label.field
+            source = (field_of or {}).get(first.feature) or source_of(first.feature)
+            result.explained += source in label.field.split(",")
     all_alarms = [alarm for machine in by_machine.values() for alarm in machine]
     machine_days = sum(
         (float(times[-1]) - float(times[0])) / DAY for times in timelines.values() if len(times)
@@ -229,20 +270,27 @@ def evaluate_alarms(
     )
 
 
-def machine_tag_of(config: Config) -> str:
-    """The tag that names a machine: the first ``group_by`` tag (``machineID`` without one)."""
-    return config.group_by[0] if config.group_by else "machineID"
+def machine_tag_of(config: Config) -> str | None:
+    """The tag that names a machine in labels: the first ``group_by`` tag; without one, a
+    machine is named by all its series' tags (``host=a,rack=b``)."""
+    return config.group_by[0] if config.group_by else None
 
 
-def _machine(series: SeriesKey, machine_tag: str) -> str:
-    return dict(series[1]).get(machine_tag, "")
+def machine_of(tags: Mapping[str, str], machine_tag: str | None) -> str:
+    if machine_tag is None:
+        return ",".join(f"{key}={value}" for key, value in tags.items())
+    return tags.get(machine_tag, "")
 
 
-def hst_alarms(result: Replay, machine_tag: str) -> list[Alarm]:
+def _machine(series: SeriesKey, machine_tag: str | None) -> str:
+    return machine_of(dict(series[1]), machine_tag)
+
+
+def hst_alarms(result: Replay, machine_tag: str | None) -> list[Alarm]:
     """The alert openings of a replay."""
     return [
         Alarm(
-            event.tags.get(machine_tag, ""),
+            machine_of(event.tags, machine_tag),
             event.time,
             event.reasons[0].name if event.reasons else None,
         )
@@ -257,12 +305,26 @@ def _by_series(records: Sequence[Scored]) -> dict[SeriesKey, list[Scored]]:
     return grouped
 
 
-def timelines(records: Sequence[Scored], machine_tag: str) -> dict[str, np.ndarray]:
+def timelines(records: Sequence[Scored], machine_tag: str | None) -> dict[str, np.ndarray]:
     """Each machine's metric times in seconds, sorted."""
     times: dict[str, list[float]] = defaultdict(list)
     for record in records:
         times[_machine(record.series, machine_tag)].append(record.time_ns / 1e9)
     return {machine: np.sort(np.array(values)) for machine, values in times.items()}
+
+
+def counting_starts(
+    lines: Mapping[str, np.ndarray], start_ns: int | None = None, skip: int = 0
+) -> dict[str, float]:
+    """Per machine, the time (seconds) from which detection is counted: ``start_ns``, or after
+    each machine's first ``skip`` metrics (whichever is later)."""
+    starts: dict[str, float] = {}
+    for machine, times in lines.items():
+        begin = start_ns / 1e9 if start_ns is not None else -math.inf
+        if skip and len(times):
+            begin = max(begin, float(times[min(skip, len(times) - 1)]))
+        starts[machine] = begin
+    return starts
 
 
 def _alarms_from_flags(
@@ -279,33 +341,86 @@ def _alarms_from_flags(
     return alarms
 
 
+def _field_matrix(series: Sequence[Scored]) -> tuple[tuple[str, ...], FloatArray]:
+    """A series' numeric fields (those of its first metric) as columns, a missing value
+    carrying the field's last one forward, as the processor does."""
+    names = tuple(sorted(series[0].fields))
+    values = np.array([[record.fields.get(f, np.nan) for f in names] for record in series])
+    for column in range(values.shape[1]):
+        mask = np.isnan(values[:, column])
+        if mask.any() and not mask.all():
+            index = np.where(~mask, np.arange(len(mask)), 0)
+            np.maximum.accumulate(index, out=index)
+            values[:, column] = values[index, column]
+    return names, np.nan_to_num(values)
+
+
 def baseline_alarms(
-    records: Sequence[Scored], config: Config, machine_tag: str
+    records: Sequence[Scored],
+    config: Config,
+    machine_tag: str | None,
+    counted_from: Mapping[str, float] | None = None,
+    log: Log | None = None,
 ) -> dict[str, list[Alarm]]:
-    """Every baseline's alert openings on the same metrics, through the same alert policy."""
-    features = tuple(config.features)
+    """Every baseline's alert openings on the same metrics, through the same alert policy.
+    Each sees all numeric fields of each series; the metrics before the counting start (at
+    least 250) are what it may train on."""
     policy = AlertPolicy(config.alerts, 0.5)
+    grouped = _by_series(records)
     results: dict[str, list[Alarm]] = {}
     for name, detector in BASELINES.items():
         alarms: list[Alarm] = []
         try:
-            for key, series in _by_series(records).items():
-                values = np.array(
-                    [[record.fields.get(f, np.nan) for f in features] for record in series]
-                )
-                # A missing field carries its last value, as the processor does.
-                for column in range(values.shape[1]):
-                    mask = np.isnan(values[:, column])
-                    if mask.any() and not mask.all():
-                        index = np.where(~mask, np.arange(len(mask)), 0)
-                        np.maximum.accumulate(index, out=index)
-                        values[:, column] = values[index, column]
-                flags = detector(values, features)
-                alarms.extend(_alarms_from_flags(flags, series, policy, _machine(key, machine_tag)))
-        except ImportError:
-            continue  # the seed's detector needs river
+            for key, series in grouped.items():
+                machine = _machine(key, machine_tag)
+                _, values = _field_matrix(series)
+                begin = (counted_from or {}).get(machine, -math.inf)
+                training = sum(1 for record in series if record.time_ns / 1e9 < begin)
+                flags = detector(values, max(250, training))
+                alarms.extend(_alarms_from_flags(flags, series, policy, machine))
+        except ImportError as error:
+            if log is not None:
+                log.warn(f"evaluate: baseline {name!r} left out: {error.name} is not installed")
+            continue
         results[name] = alarms
     return results
+
+
+def score_statistics(
+    evaluation: Evaluation,
+    records: Sequence[Scored],
+    labels: Sequence[FaultLabel],
+    threshold: float,
+    machine_tag: str | None,
+    counted_from: Mapping[str, float] | None = None,
+) -> None:
+    """Fill in how the score and the tag behave: on normal metrics (outside labelled windows,
+    scored, in the counted part) the share at or above the threshold and the share tagged;
+    inside each labelled window, how often the tag changed state."""
+    windows: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for label in labels:
+        windows[label.machine].append((label.start_ns, label.end_ns or 2**63 - 1))
+    for key, series in _by_series(records).items():
+        machine = _machine(key, machine_tag)
+        begin_ns = (counted_from or {}).get(machine, -math.inf) * 1e9
+        spans = windows.get(machine, [])
+        times = np.array([record.time_ns for record in series])
+        flags = [record.flagged for record in series]
+        inside = np.zeros(len(series), dtype=bool)
+        for start, end in spans:
+            inside |= (times >= start) & (times < end)
+            first, last = np.searchsorted(times, [start, end])
+            if end <= begin_ns or first == last:
+                continue
+            # Changes into and within the window: from the metric just before it to its last.
+            around = flags[max(0, int(first) - 1) : int(last)]
+            evaluation.window_tag_changes.append(sum(a != b for a, b in itertools.pairwise(around)))
+        for record, labelled in zip(series, inside.tolist(), strict=True):
+            if labelled or record.score is None or record.time_ns < begin_ns:
+                continue
+            evaluation.normal_scored += 1
+            evaluation.normal_flagged += record.score >= threshold
+            evaluation.normal_tagged += record.flagged
 
 
 def evaluate_file(
@@ -318,47 +433,48 @@ def evaluate_file(
     grace: float = 60.0,
     machine_tag: str | None = None,
     field_of: Mapping[str, str] | None = None,
+    start_ns: int | None = None,
+    skip: int = 0,
+    log: Log | None = None,
 ) -> tuple[list[Evaluation], list[Evaluation]]:
     """HST at the config's threshold plus the baselines, and HST at each of ``thresholds``.
 
-    Each threshold is a full replay: with ``learn_anomalies: false`` the threshold also decides
-    what the models learn, so scores from one run cannot be re-thresholded honestly.
+    Detection is counted from ``start_ns`` or after each machine's first ``skip`` metrics
+    (the models see everything before it, as they would in production). Each threshold is a
+    full replay: the threshold also decides what the models learn, so scores from one run
+    cannot be re-thresholded honestly.
     """
-    tag = machine_tag or machine_tag_of(config)
-    log = Log(io.StringIO())
-    main = replay(config, io.StringIO(text), None, log, keep_records=True)
+    tag = machine_tag if machine_tag is not None else machine_tag_of(config)
+    quiet = Log(io.StringIO())
+    main = replay(config, io.StringIO(text), None, quiet, keep_records=True)
     lines = timelines(main.records, tag)
+    starts = counting_starts(lines, start_ns, skip)
     threshold = config.detection.threshold
-    results = [
-        evaluate_alarms(
-            "HST (hst-processor)",
-            threshold,
-            hst_alarms(main, tag),
-            labels,
-            lines,
-            grace,
-            field_of,
-        )
-    ]
+
+    def judge(name: str, value: float | None, alarms: list[Alarm], explain: bool) -> Evaluation:
+        sources = field_of if explain else None
+        return evaluate_alarms(name, value, alarms, labels, lines, grace, sources, starts)
+
+    hst = judge("HST (hst-processor)", threshold, hst_alarms(main, tag), True)
+    score_statistics(hst, main.records, labels, threshold, tag, starts)
+    results = [hst]
     if baselines:
-        for name, alarms in baseline_alarms(main.records, config, tag).items():
-            results.append(evaluate_alarms(name, None, alarms, labels, lines, grace))
+        for name, alarms in baseline_alarms(main.records, config, tag, starts, log).items():
+            results.append(judge(name, None, alarms, False))
     sweep = []
     for value in thresholds:
         learn = config.detection.learn_threshold
+        resolve = config.detection.resolve_threshold
         detection = dataclasses.replace(
             config.detection,
             threshold=value,
             # A learn threshold above the threshold would learn flagged metrics: keep it below.
             learn_threshold=None if learn is None else min(learn, value),
+            resolve_threshold=None if resolve is None else min(resolve, value),
         )
         swept = dataclasses.replace(config, detection=detection)
-        run = main if value == threshold else replay(swept, io.StringIO(text), None, log)
-        sweep.append(
-            evaluate_alarms(
-                "HST (hst-processor)", value, hst_alarms(run, tag), labels, lines, grace, field_of
-            )
-        )
+        run = main if value == threshold else replay(swept, io.StringIO(text), None, quiet)
+        sweep.append(judge("HST (hst-processor)", value, hst_alarms(run, tag), True))
     return results, sweep
 
 
@@ -411,8 +527,16 @@ def format_table(results: Sequence[Evaluation], sweep: Sequence[Evaluation], bud
     lines.append(
         "HST explanations: top feature is the faulty field in "
         + ("- (no explained alerts)" if accuracy is None else f"{accuracy:.0%}")
-        + " of alerts on single-field faults"
+        + " of explained alerts (its field is one the label names)"
     )
+    if hst.normal_flag_rate is not None:
+        changes = hst.tag_changes
+        lines.append(
+            f"HST on normal metrics: {hst.normal_flag_rate:.3%} at or above the threshold, "
+            f"{hst.normal_tag_rate or 0.0:.3%} tagged anomalous; the tag changed "
+            + ("-" if changes is None else f"{changes:.1f}")
+            + " times per labelled window"
+        )
     if sweep:
         lines += ["", "threshold  recall precision    F1  alerts false/machine-day"]
         for result in sweep:

@@ -71,6 +71,14 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
     except ValueError:
         log.error(f"evaluate: --sweep takes thresholds like 0.4,0.5,0.6, not {args.sweep!r}")
         return EXIT_USAGE
+    try:
+        start_ns = parse_time(args.start) if args.start else None
+    except ValueError:
+        log.error(f"evaluate: --start takes an RFC 3339 time or nanoseconds, not {args.start!r}")
+        return EXIT_USAGE
+    if args.skip < 0:
+        log.error(f"evaluate: --skip takes a number of metrics, not {args.skip}")
+        return EXIT_USAGE
     results, sweep = evaluate_file(
         text,
         labels,
@@ -79,10 +87,16 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
         baselines=not args.no_baselines,
         grace=args.grace,
         field_of=config.feature_sources(),
+        start_ns=start_ns,
+        skip=args.skip,
+        log=log,
     )
     if args.json:
         best = suggest_threshold(sweep, args.max_false_alerts)
         document = {
+            "file": args.file,
+            "labels": args.labels,
+            "counted_from": {"start_ns": start_ns, "skip": args.skip},
             "detectors": [result.as_dict() for result in results],
             "sweep": [result.as_dict() for result in sweep],
             "suggested_threshold": best.threshold if best else None,
@@ -126,6 +140,22 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
         return EXIT_FAILED
     log.info(f"plot: wrote {args.output}")
     return EXIT_OK
+
+
+def parse_time(text: str) -> int:
+    """Nanoseconds since the epoch from digits or an RFC 3339 time (``Z`` or an offset).
+
+    >>> parse_time("2026-01-01T00:00:00Z"), parse_time("1767225600000000000")
+    (1767225600000000000, 1767225600000000000)
+    """
+    from datetime import datetime
+
+    if text.isdigit():
+        return int(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 def _load(

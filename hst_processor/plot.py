@@ -13,22 +13,23 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from hst_processor.alerts import OPEN, RESOLVE
+from hst_processor.evaluate import machine_of
 from hst_processor.labels import FaultLabel
 from hst_processor.replay import Replay
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["FAULT_COLOURS", "build_figure"]
+__all__ = ["PALETTE", "build_figure", "fault_colours"]
 
-FAULT_COLOURS = {
-    "overload": "#d62728",
-    "bearing": "#9467bd",
-    "cooling": "#1f77b4",
-    "spike": "#ff7f0e",
-    "stuck": "#8c564b",
-    "decoupling": "#e377c2",
-}
+PALETTE = ("#d62728", "#9467bd", "#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+"""Colours for the labelled kinds, given out in the order of the kinds' names."""
+
+
+def fault_colours(labels: Sequence[FaultLabel]) -> dict[str, str]:
+    """One colour per label kind, whatever the kinds are called."""
+    kinds = sorted({label.kind for label in labels})
+    return {kind: PALETTE[index % len(PALETTE)] for index, kind in enumerate(kinds)}
 
 
 def _time(seconds: float) -> datetime:
@@ -40,15 +41,17 @@ def build_figure(
     labels: Sequence[FaultLabel],
     fields: Sequence[str],
     threshold: float,
-    machine_tag: str,
+    machine_tag: str | None,
     machines: Sequence[str] = (),
 ) -> Figure:
-    """The figure for a replay with ``keep_records``; ``machines`` limits it (default: all)."""
+    """The figure for a replay with ``keep_records``; ``machines`` limits it (default: all),
+    ``fields`` chooses the fields drawn (empty: every numeric field of each machine)."""
     from matplotlib.figure import Figure
 
     series: dict[str, list[tuple[float, float | None, dict[str, float]]]] = defaultdict(list)
+    colours = fault_colours(labels)
     for record in result.records:
-        machine = dict(record.series[1]).get(machine_tag, "")
+        machine = machine_of(dict(record.series[1]), machine_tag)
         if not machines or machine in machines:
             series[machine].append((record.time_ns / 1e9, record.score, record.fields))
     names = sorted(series)
@@ -58,7 +61,7 @@ def build_figure(
         values_axis, score_axis = axes[2 * index], axes[2 * index + 1]
         rows = series[machine]
         times = [_time(t) for t, _, _ in rows]
-        for field in fields:
+        for field in fields or sorted(rows[0][2]):
             values_axis.plot(
                 times, [f.get(field, float("nan")) for _, _, f in rows], lw=0.7, label=field
             )
@@ -81,7 +84,7 @@ def build_figure(
             if label.machine != machine:
                 continue
             end = label.end_ns / 1e9 if label.end_ns is not None else last
-            colour = FAULT_COLOURS.get(label.kind, "grey")
+            colour = colours[label.kind]
             for axis in (values_axis, score_axis):
                 axis.axvspan(_time(label.start_ns / 1e9), _time(end), color=colour, alpha=0.2)
             values_axis.annotate(
@@ -93,7 +96,7 @@ def build_figure(
                 color=colour,
             )
         for event in result.alerts:
-            if event.tags.get(machine_tag) != machine or event.kind not in (OPEN, RESOLVE):
+            if machine_of(event.tags, machine_tag) != machine or event.kind not in (OPEN, RESOLVE):
                 continue
             opened = event.kind == OPEN
             score_axis.plot(

@@ -70,6 +70,7 @@ class Scored:
     time_ns: int
     score: float | None
     fields: dict[str, float]
+    flagged: bool = False  # the tag said anomalous (inside an episode)
 
 
 @dataclass
@@ -114,7 +115,11 @@ def replay(
             numeric = {
                 field: float(value) for field, value in metric.fields.items() if is_numeric(value)
             }
-            result.records.append(Scored(key, metric.timestamp or 0, verdict.score, numeric))
+            result.records.append(
+                Scored(
+                    key, metric.timestamp or 0, verdict.score, numeric, verdict.tag_value == "true"
+                )
+            )
 
     processor = Processor(config, log, notifier=Notifier([collector], 0.0), observer=observe)
     while True:

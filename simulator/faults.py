@@ -113,7 +113,11 @@ class Decoupling(Fault):
 FAULTS: dict[str, Fault] = {
     fault.kind: fault
     for fault in (
-        Overload("overload", "load", "load climbs to 200 and drags every reading up (the seed's)"),
+        Overload(
+            "overload",
+            "load,power,temperature,vibration",
+            "load climbs to 200 and drags every reading up (the seed's)",
+        ),
         Bearing("bearing", "vibration", "vibration rises while load stays normal"),
         Cooling("cooling", "temperature", "temperature drifts up slowly"),
         PowerSpike("spike", "power", "power jumps for a few samples", samples=3),

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from hst_processor.baselines import robust_zscore, seed_detector, static_threshold
+from hst_processor.baselines import (
+    BASELINES,
+    isolation_forest,
+    river_hst,
+    robust_zscore,
+    static_threshold,
+)
 
 
 def normal_rows(count: int, seed: int = 1) -> np.ndarray:
@@ -30,11 +35,38 @@ def test_robust_zscore_flags_a_jump_and_a_frozen_change_but_not_noise() -> None:
     assert robust_zscore(jumped, window=60)[-1] is True
 
 
-def test_seed_detector_watches_power_only() -> None:
-    pytest.importorskip("river")
-    rows = normal_rows(600)
-    rows[500:510, 0] = 500  # a load excursion the seed cannot see
-    rows[550:560, 1] = 900  # a power excursion it can
-    flags = seed_detector(rows, ("load", "power"))
-    assert not any(flags[500:510])
-    assert sum(bool(f) for f in flags[550:560]) >= 5
+def test_river_hst_flags_a_visit_to_an_empty_part_of_the_range_after_its_first_window() -> None:
+    rng = np.random.default_rng(3)
+    # Load covers 50-99 at first (the scaler's range), then stays in 50-55 for 900 metrics.
+    load = np.concatenate([rng.uniform(50, 99, 300), rng.uniform(50, 55, 900)])
+    rows = np.column_stack([load, rng.uniform(200, 220, 1200)])
+    rows[1100:1110, 0] = 97
+    flags = river_hst(rows)
+    assert flags[:250] == [None] * 250
+    assert sum(bool(f) for f in flags[1100:1110]) >= 5
+    assert not any(flags[600:1100])
+
+
+def test_river_hst_cannot_tell_far_beyond_its_scaler_range_from_the_edge() -> None:
+    # Why the processor squashes its features instead (hst_processor.context): behind a
+    # MinMaxScaler, a value ten times beyond the range lands in the same outermost cells.
+    rows = normal_rows(1200)
+    rows[1000:1010, 0] = 500
+    flags = river_hst(rows)
+    assert not any(flags[1000:1010])
+
+
+def test_isolation_forest_trains_on_the_warmup_and_flags_what_it_never_saw() -> None:
+    rows = np.vstack([normal_rows(600), [[300, 900]]])
+    flags = isolation_forest(rows, warmup=500)
+    assert flags[:500] == [None] * 500
+    assert flags[-1] is True
+    assert sum(bool(f) for f in flags[500:600]) <= 2
+
+
+def test_every_baseline_takes_any_number_of_fields() -> None:
+    for width in (1, 5):
+        rows = np.random.default_rng(width).normal(size=(400, width))
+        for name, detector in BASELINES.items():
+            flags = detector(rows, 300)
+            assert len(flags) == len(rows), name

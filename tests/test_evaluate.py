@@ -109,7 +109,8 @@ def test_the_command_compares_hst_with_the_baselines_and_sweeps(tmp_path: Path) 
     document = json.loads(result.stdout)
     detectors = {d["detector"]: d for d in document["detectors"]}
     assert set(detectors) == {
-        "HST (hst-processor)", "static threshold", "robust z-score", "seed (river HST on power)",
+        "HST (hst-processor)", "static threshold", "robust z-score", "river HST (defaults)",
+        "IsolationForest",
     }  # fmt: skip
     hst = detectors["HST (hst-processor)"]
     assert hst["events"] == 2 and hst["recall"] == 1.0 and hst["false_alerts"] == 0
