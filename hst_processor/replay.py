@@ -7,11 +7,11 @@ of sent, and every scored metric can be kept as a :class:`Scored` record for eva
 >>> import io
 >>> from hst_processor.config import load_config
 >>> from hst_processor.log import Log
->>> lines = "".join(f"m,host=a x={i % 7} {i}\\n" for i in range(300))
+>>> lines = "".join(f"m,host=a x={i % 7} {i}\\n" for i in range(500))
 >>> result = replay(load_config(None), io.StringIO(lines), io.StringIO(), Log(io.StringIO()))
 >>> summary = result.summaries["m,host=a"]
 >>> (summary.metrics, summary.warmup, summary.scored)
-(300, 250, 50)
+(500, 350, 150)
 """
 
 from __future__ import annotations
