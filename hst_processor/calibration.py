@@ -1,4 +1,8 @@
-"""From river's raw mass total to an ``anomaly_score`` in [0, 1] that one threshold can cut.
+"""The landmark score (``detection.calibration: landmarks``): a mass total placed in [0, 1].
+
+The default score is :mod:`.rarity`'s, which means the same on every series; this one keeps
+the scale of the model's own masses, which moves with the features and trees, and suits a
+hand-made configuration with its own threshold (the demo's).
 
 river's score, ``1 - total / max_total``, sits near 1 for any data (about 0.93 to 0.99 on
 uniform data at 10 trees of height 8), so a threshold on it means little. What does carry

@@ -93,7 +93,7 @@ class DetectionConfig:
     resolve_threshold: float | None = None
     """An episode ends once the score stays below this for ``resolve_after`` metrics (unset:
     0.7 times the threshold: 0.35, rarer than 1 in about 125, at the default)."""
-    resolve_after: int = 3
+    resolve_after: int = 5
     """Metrics in a row below ``resolve_threshold`` that end an episode (the tag goes back to
     ``false``)."""
     learn_anomalies: bool = False
