@@ -42,6 +42,7 @@ is what adapts to a new operating point. The state is plain data, exported with 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +50,7 @@ import numpy as np
 
 from hst_processor.scaling import FloatArray
 
-__all__ = ["KINDS", "LIMIT", "ContextFeatures", "context_names", "source_of"]
+__all__ = ["KINDS", "LIMIT", "ContextFeatures", "context_names", "source_of", "unsquash"]
 
 KINDS = ("deviation", "level", "residual")
 
@@ -83,6 +84,15 @@ def context_names(fields: Sequence[str]) -> tuple[str, ...]:
     """The feature names for a series' fields, sorted (river builds its trees in that order)."""
     kinds = _kinds(len(fields))
     return tuple(sorted(f"{name}.{kind}" for name in fields for kind in kinds))
+
+
+def unsquash(value: float) -> float:
+    """A squashed feature back in its own units (the edge of the box stays the edge).
+
+    >>> round(unsquash(float(_squash(np.array([12.5]))[0])), 9)
+    12.5
+    """
+    return math.copysign(math.expm1(abs(value)), value)
 
 
 def _squash(values: FloatArray) -> FloatArray:

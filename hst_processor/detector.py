@@ -33,7 +33,7 @@ import numpy as np
 from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
 from hst_processor.calibration import calibrated_score
 from hst_processor.config import Config
-from hst_processor.context import LIMIT, ContextFeatures
+from hst_processor.context import LIMIT, ContextFeatures, unsquash
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, make_engine
 from hst_processor.forest import FloatArray
@@ -501,13 +501,16 @@ class Detector:
             assert series.high is not None
             box_low, box_high = engine.normal_box(series.masses)  # type: ignore[attr-defined]
             span = series.high - series.low
+            # Default features are squashed for the trees; a person reads them unsquashed, in
+            # usual deviations (deviation) or standard deviations of the fit (residual).
+            shown = unsquash if series.context is not None else float
             for feature in explain(series.masses, scaled.tolist())[:2]:
                 reasons.append(
                     FeatureReason(
                         series.features[feature],
-                        row[feature],
-                        float(series.low[feature] + box_low[feature] * span[feature]),
-                        float(series.low[feature] + box_high[feature] * span[feature]),
+                        shown(row[feature]),
+                        shown(float(series.low[feature] + box_low[feature] * span[feature])),
+                        shown(float(series.low[feature] + box_high[feature] * span[feature])),
                     )
                 )
         measurement, tags = series.key

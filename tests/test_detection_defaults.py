@@ -104,6 +104,9 @@ def test_a_spike_in_one_field_is_flagged_alerted_and_blamed(related: np.ndarray)
     assert tagged[15_000:15_003].all()
     openings = [e for e in result.openings if 15_000 <= round((e.time - START) / STEP) <= 15_005]
     assert openings and openings[0].reasons[0].name.startswith("f1.")
+    # Shown in its own units (usual deviations or standard deviations of the fit), not squashed:
+    # a jump of about ten of them.
+    assert abs(openings[0].reasons[0].value) > 5
 
 
 def test_the_tag_marks_an_episode_without_flicker(related: np.ndarray) -> None:
