@@ -86,6 +86,13 @@ def context_names(fields: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(f"{name}.{kind}" for name in fields for kind in kinds))
 
 
+def _finite(values: FloatArray) -> FloatArray:
+    """Overflowed statistics brought back within the float range (NaN: 0)."""
+    biggest = np.finfo(np.float64).max / 4
+    result: FloatArray = np.nan_to_num(values, nan=0.0, posinf=biggest, neginf=-biggest)
+    return result
+
+
 def unsquash(value: float) -> float:
     """A squashed feature back in its own units (the edge of the box stays the edge).
 
@@ -170,9 +177,15 @@ class ContextFeatures:
             clean = np.clip(np.nan_to_num(finite - median), -1e12, 1e12) + median
             self.mean = clean.mean(axis=0)
             self.spread = np.maximum(clean.std(axis=0), self.floor)
+            # Values near the float limit overflow the statistics above: keep the state finite.
+            for name in ("center", "floor", "half_range", "level", "usual", "mean", "spread"):
+                setattr(self, name, _finite(getattr(self, name)))
+            self.floor = np.maximum(self.floor, _FLOOR_ABSOLUTE)
+            for name in ("half_range", "usual", "spread"):
+                setattr(self, name, np.maximum(getattr(self, name), self.floor))
+            standard = np.nan_to_num(np.clip((clean - self.mean) / self.spread, -1e6, 1e6))
         width = len(self.fields)
         if width > 1:
-            standard = np.clip((clean - self.mean) / self.spread, -1e6, 1e6)
             coefficients = np.zeros((width, width))
             penalty = _RIDGE * len(standard) * np.eye(width - 1)
             residuals = np.empty_like(standard)
@@ -205,8 +218,8 @@ class ContextFeatures:
             # Running level and usual deviation, each step clipped so an outlier barely moves
             # them; a non-finite value leaves them alone.
             clipped = np.nan_to_num(np.clip(step, -_CLIP * usual, _CLIP * usual))
-            self.level = self.level + self._fast * clipped
-            self.usual = self.usual + self._slow * (np.abs(clipped) - self.usual)
+            self.level = _finite(self.level + self._fast * clipped)
+            self.usual = _finite(self.usual + self._slow * (np.abs(clipped) - self.usual))
         combined = _squash(np.concatenate(parts))
         # A value that is not finite sits at the box's edge in its level (inf) or middle (NaN).
         result: list[float] = combined[self._order].tolist()

@@ -88,3 +88,18 @@ def test_a_restored_state_continues_exactly() -> None:
     copy = ContextFeatures(("load", "power"), fit=100)
     copy.restore(original.export())
     assert feed(copy, rows[300:]) == feed(original, rows[300:])
+
+
+def test_values_at_the_float_limit_in_the_fit_keep_every_statistic_finite() -> None:
+    import warnings
+
+    rows = [[1e308 if i % 2 else -1e308, float(i), 1.7976931348623157e308 if i % 7 else 3.0]
+            for i in range(300)]  # fmt: skip
+    context = ContextFeatures(("x", "y", "z"), fit=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings would reach stderr
+        out = [row for values in rows for row in context.update(values)]
+    assert len(out) == 300
+    assert all(all(-LIMIT <= f <= LIMIT for f in row) for row in out)
+    for name in ("center", "half_range", "level", "usual", "mean", "spread", "coefficients"):
+        assert np.isfinite(getattr(context, name)).all(), name
