@@ -33,7 +33,7 @@ import numpy as np
 from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
 from hst_processor.calibration import calibrated_score
 from hst_processor.config import Config
-from hst_processor.context import LIMIT, ContextFeatures, unsquash
+from hst_processor.context import LIMIT, ContextFeatures, context_names, unsquash
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, make_engine
 from hst_processor.forest import FloatArray
@@ -246,14 +246,8 @@ class Detector:
             )
             return None
         raw = tuple(sorted(features))
-        context = None
-        if self.config.uses_context:
-            context = ContextFeatures(raw, fit=self.context_fit)
-            features = context.names
-        else:
-            features = self.config.model_features() if self.config.features else raw
-            if features == raw:
-                features = raw  # the same object: rows need no reordering
+        features = self.model_features_for(raw)
+        context = ContextFeatures(raw, fit=self.context_fit) if self.config.uses_context else None
         if len(self.series) >= self.config.max_series:
             evicted, forgotten = self.series.popitem(last=False)
             self._released.append(forgotten)
@@ -280,6 +274,13 @@ class Detector:
             series.low, series.high = fixed_limits(features, self.config.scaling.limits)
         self.series[key] = series
         return series
+
+    def model_features_for(self, raw: tuple[str, ...]) -> tuple[str, ...]:
+        """What the trees see for a series whose fields read are ``raw`` (sorted)."""
+        if self.config.uses_context:
+            return context_names(raw)
+        features = self.config.model_features() if self.config.features else raw
+        return raw if features == raw else features  # the same object: no reordering needed
 
     def _row(self, series: Series, metric: Metric) -> list[float] | None:
         """The metric's features, missing ones filled with their last known values."""

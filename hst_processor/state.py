@@ -161,9 +161,10 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
                 "start fresh"]  # fmt: skip
     fresh_features = fresh_scaling = 0
     derived_specs = [spec.describe() for spec in config.derived]
+    configured = detector.model_features_for(tuple(sorted(config.features)))
     for saved in document["series"]:
         features = tuple(saved["features"])
-        if config.features and config.model_features() != features:
+        if config.features and configured != features:
             fresh_features += 1
             continue
         saved_derived = saved.get("derived")

@@ -246,6 +246,18 @@ def test_changed_features_restart_only_the_affected_series(tmp_path: Path) -> No
     assert b"features changed: 1 series start fresh" in result.stderr
 
 
+def test_named_features_with_the_default_context_features_resume(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {window_size: 20}\nalerts: {enabled: false}\nfeatures: [x, y]\n")
+    lines = [f"a,id=1 x={i % 7},y={i % 3} {i}\n".encode() for i in range(300)]
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, lines[:150]).returncode == 0
+    resumed = run(config, state, lines[150:])
+    assert b"start fresh" not in resumed.stderr
+    whole = run(config, tmp_path / "other.msgpack", lines)
+    assert whole.stdout.splitlines()[150:] == resumed.stdout.splitlines()
+
+
 @pytest.mark.parametrize("failure", ["no-directory", "disk-full"])
 def test_failed_saves_warn_and_processing_goes_on(
     stream: list[bytes], reference: list[bytes], config: Path, tmp_path: Path, failure: str
