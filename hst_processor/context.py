@@ -124,15 +124,9 @@ class ContextFeatures:
         self._fast = 1.0 - 0.5 ** (1.0 / fast)
         self._slow = 1.0 - 0.5 ** (1.0 / slow)
         width = len(self.fields)
-        self.kinds = _kinds(width)
-        # Where each computed column goes in the sorted names: fields in order, each with its
-        # deviation, level and residual.
-        computed = [
-            f"{name}.{kind}"
-            for kind in ("deviation", "level", "residual")
-            for name in self.fields
-            if kind in self.kinds
-        ]
+        # Where each computed column goes in the sorted names: every field's deviation, then
+        # every field's level or residual (the order ``_features`` computes them in).
+        computed = [f"{name}.{kind}" for kind in _kinds(width) for name in self.fields]
         self._order = np.array([computed.index(name) for name in self.names], dtype=np.intp)
         self.pending: list[list[float]] = []  # metrics gathered for the fit
         self.fitted = False
@@ -206,12 +200,10 @@ class ContextFeatures:
         with np.errstate(over="ignore", invalid="ignore"):
             usual = np.maximum(self.usual, self.floor)
             step = safe - self.level
-            deviation = step / usual
-            level = (values - self.center) / self.half_range
-            parts = [deviation] if "deviation" in self.kinds else []
-            if "level" in self.kinds:
-                parts.append(level)
-            if len(self.fields) > 1 and "residual" in self.kinds:
+            parts = [step / usual]  # the deviation
+            if len(self.fields) == 1:  # the level
+                parts.append((values - self.center) / self.half_range)
+            else:  # the residual against the other fields
                 standard = np.clip((safe - self.mean) / self.spread, -1e6, 1e6)
                 predicted = standard @ self.coefficients
                 parts.append((standard - predicted) / self.residual_spread)

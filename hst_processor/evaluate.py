@@ -341,7 +341,7 @@ def _alarms_from_flags(
     return alarms
 
 
-def _field_matrix(series: Sequence[Scored]) -> tuple[tuple[str, ...], FloatArray]:
+def _field_matrix(series: Sequence[Scored]) -> FloatArray:
     """A series' numeric fields (those of its first metric) as columns, a missing value
     carrying the field's last one forward, as the processor does."""
     names = tuple(sorted(series[0].fields))
@@ -352,7 +352,8 @@ def _field_matrix(series: Sequence[Scored]) -> tuple[tuple[str, ...], FloatArray
             index = np.where(~mask, np.arange(len(mask)), 0)
             np.maximum.accumulate(index, out=index)
             values[:, column] = values[index, column]
-    return names, np.nan_to_num(values)
+    filled: FloatArray = np.nan_to_num(values)
+    return filled
 
 
 def baseline_alarms(
@@ -373,7 +374,7 @@ def baseline_alarms(
         try:
             for key, series in grouped.items():
                 machine = _machine(key, machine_tag)
-                _, values = _field_matrix(series)
+                values = _field_matrix(series)
                 begin = (counted_from or {}).get(machine, -math.inf)
                 training = sum(1 for record in series if record.time_ns / 1e9 < begin)
                 flags = detector(values, max(250, training))
