@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FaultLabel", "iso_time", "parse_labels", "read_labels"]
+__all__ = ["FaultLabel", "epoch_ns", "iso_time", "parse_labels", "read_labels"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,15 @@ def iso_time(time_ns: int) -> str:
     seconds, nanoseconds = divmod(time_ns, 1_000_000_000)
     moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}Z"
+
+
+def epoch_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch of an aware time, exact to its microsecond.
+
+    >>> epoch_ns(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    1767225600000000000
+    """
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 def parse_labels(text: str) -> list[FaultLabel]:

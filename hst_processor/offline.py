@@ -150,12 +150,14 @@ def parse_time(text: str) -> int:
     """
     from datetime import datetime
 
+    from hst_processor.labels import epoch_ns
+
     if text.isdigit():
         return int(text)
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    return epoch_ns(moment)
 
 
 def _load(

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from hst_processor.labels import epoch_ns
 from simulator.faults import FAULTS
 
 __all__ = [
@@ -112,7 +113,7 @@ def parse_start(value: Any, key: str = "start") -> int:
         raise ScenarioError(problem)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    return epoch_ns(moment)
 
 
 def _fault(machine: Any, kind: Any, at: Any, duration: Any, key: str) -> ScheduledFault:
