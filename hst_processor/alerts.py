@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import string
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -132,13 +133,14 @@ class AlertEvent:
 
 
 def format_link(template: str, tags: Mapping[str, str], measurement: str) -> str:
-    """Fill ``{tag}`` fields from the series' tags (and ``{measurement}``); unknown names stay
+    """Fill ``{tag}`` fields from the series' tags (and ``{measurement}``), percent-encoded so
+    that a value stays one part of the URL (and cannot end a Slack link); unknown names stay
     empty rather than failing an alert."""
     if not template:
         return ""
     values = {name: "" for _, name, _, _ in string.Formatter().parse(template) if name}
-    values.update(tags)
-    values["measurement"] = measurement
+    values.update({name: urllib.parse.quote(value, safe="") for name, value in tags.items()})
+    values["measurement"] = urllib.parse.quote(measurement, safe="")
     try:
         return template.format(**values)
     except (ValueError, IndexError, KeyError):
@@ -197,13 +199,26 @@ def event_text(event: AlertEvent) -> str:
     return text
 
 
+def slack_escape(text: str) -> str:
+    """Text that Slack shows as written: its three control characters as the entities its
+    formatting rules ask for, so a tag value cannot become a mention (``<!channel>``) or a
+    disguised link.
+
+    >>> slack_escape("<!channel> & <https://x|y>")
+    '&lt;!channel&gt; &amp; &lt;https://x|y&gt;'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_payload(event: AlertEvent) -> dict[str, Any]:
-    """Slack Block Kit, with ``text`` as the notification fallback."""
+    """Slack Block Kit, with ``text`` as the notification fallback. Everything that came
+    from the data (tags, measurement, feature names) is escaped before any markup is added."""
     icon = {OPEN: ":rotating_light:", REMINDER: ":warning:", RESOLVE: ":white_check_mark:"}
     title = {OPEN: "Anomaly", REMINDER: "Still anomalous", RESOLVE: "Resolved"}[event.kind]
+    machine, measurement = slack_escape(event.machine), slack_escape(event.measurement)
     facts = [
-        f"*Machine*\n{event.machine}",
-        f"*Measurement*\n{event.measurement}",
+        f"*Machine*\n{machine}",
+        f"*Measurement*\n{measurement}",
         f"*Time*\n{_when(event.time)}",
     ]
     if event.kind == RESOLVE:
@@ -222,7 +237,7 @@ def slack_payload(event: AlertEvent) -> dict[str, Any]:
     ]
     if event.reasons and event.kind != RESOLVE:
         lines = [
-            f"• *{r.name}* = {_number(r.value)} (normal {_number(r.normal_low)} to "
+            f"• *{slack_escape(r.name)}* = {_number(r.value)} (normal {_number(r.normal_low)} to "
             f"{_number(r.normal_high)})"
             for r in event.reasons
         ]
@@ -236,10 +251,12 @@ def slack_payload(event: AlertEvent) -> dict[str, Any]:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"<{event.link}|Open dashboard>"}],
+                "elements": [
+                    {"type": "mrkdwn", "text": f"<{slack_escape(event.link)}|Open dashboard>"}
+                ],
             }
         )
-    return {"text": f"{icon[event.kind]} {event_text(event)}", "blocks": blocks}
+    return {"text": f"{icon[event.kind]} {slack_escape(event_text(event))}", "blocks": blocks}
 
 
 def digest_text(events: Sequence[AlertEvent]) -> str:
@@ -262,8 +279,8 @@ def digest_text(events: Sequence[AlertEvent]) -> str:
 
 
 def slack_digest(events: Sequence[AlertEvent]) -> dict[str, Any]:
-    text = digest_text(events)
-    lines = [f"• {event_text(e)}" for e in events[:40]]
+    text = slack_escape(digest_text(events))
+    lines = [f"• {slack_escape(event_text(e))}" for e in events[:40]]
     return {
         "text": f":rotating_light: {text}",
         "blocks": [

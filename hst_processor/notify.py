@@ -6,19 +6,27 @@ and returns at once. Each webhook sink has its own thread that:
 * sends at most ``messages_per_second`` messages (Slack allows about one per second);
 * when more than ``digest_after`` alerts are waiting, sends one digest instead of a flood;
 * retries timeouts, refused connections and 5xx with exponential backoff, and a 429 after the
-  ``Retry-After`` it names; treats any other 4xx as permanent and logs it once, with the body
-  Slack sends (``channel_not_found``, ``invalid_payload``...);
+  ``Retry-After`` it names (seconds or an HTTP date, held to 0-60 s; at most ``max_retries``
+  times, like any retry); treats any other 4xx, a redirect and an invalid URL as permanent and
+  logs each once, with the start of the body Slack sends (``channel_not_found``...);
+* reads at most 4 KB of an answer's body, for at most ``timeout`` seconds: a server that
+  answers with an endless or trickling body costs neither memory nor time;
 * drops the oldest alert, counted, when its queue is full;
 * on shutdown, gets ``shutdown_grace`` seconds to send what is pending.
 
-Webhook URLs are secrets: they are registered with the log, which replaces them in every line,
-and no error message is built from an exception's text (which would name the URL).
+Webhook URLs are secrets: the URL and each of its secret-looking parts (the path, its longer
+segments, the query, a user or password) are registered with the log, which replaces them in
+every line; no error message is built from an exception's text (which would name the URL).
+A server that echoes the path in its error body is redacted by the same rule.
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +42,19 @@ from hst_processor.alerts import (
 from hst_processor.config import AlertsConfig
 from hst_processor.log import Log
 
-__all__ = ["AlertCounters", "LogSink", "Notifier", "Transport", "WebhookSink", "build_notifier"]
+__all__ = [
+    "AlertCounters",
+    "LogSink",
+    "Notifier",
+    "Transport",
+    "WebhookSink",
+    "build_notifier",
+    "retry_after_seconds",
+    "secret_parts",
+]
+
+BODY_LIMIT = 4096  # bytes of an answer's body read: enough for Slack's error words
+RETRY_AFTER_LIMIT = 60.0  # seconds: a longer Retry-After would hold every alert behind it
 
 
 @dataclass
@@ -56,6 +76,67 @@ class Response:
     body: str = ""
     retry_after: float | None = None
     problem: str = ""  # for status 0: what went wrong, never the URL
+    permanent: bool = False  # for status 0: retrying cannot help (an invalid URL)
+
+
+def retry_after_seconds(header: str | None, now: float) -> float | None:
+    """The wait a ``Retry-After`` header asks for, held to 0-60 s; None when absent or
+    unreadable. ``now`` is the wall clock (seconds since the epoch), for the HTTP-date form.
+
+    >>> retry_after_seconds("2", 0.0), retry_after_seconds("1e9", 0.0)
+    (2.0, 60.0)
+    >>> retry_after_seconds("Thu, 01 Jan 1970 00:00:30 GMT", 0.0)
+    30.0
+    >>> retry_after_seconds("nan", 0.0) is None, retry_after_seconds("-5", 0.0)
+    (True, 0.0)
+    """
+    if header is None:
+        return None
+    text = header.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        seconds = moment.timestamp() - now
+    if math.isnan(seconds):
+        return None
+    return min(RETRY_AFTER_LIMIT, max(0.0, seconds))
+
+
+def secret_parts(url: str) -> list[str]:
+    """The texts of a webhook URL that must never be printed, longest first: the URL, its
+    path, the path's segments and query values of 6 or more characters that are not plain
+    words (Slack's ``T.../B.../token``), the query and any user or password; each also
+    percent-decoded.
+
+    >>> for part in secret_parts("https://hooks.slack.com/services/T0AB12/B0CD34/xyzTOKEN99"):
+    ...     print(part)
+    /services/T0AB12/B0CD34/xyzTOKEN99
+    services/T0AB12/B0CD34/xyzTOKEN99
+    xyzTOKEN99
+    T0AB12
+    B0CD34
+    """
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        return []
+    pieces = [parsed.path, parsed.path.lstrip("/"), parsed.query, parsed.fragment]
+    pieces += [parsed.username or "", parsed.password or ""]
+    words = parsed.path.split("/") + [
+        value for _, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
+    ]
+    pieces += [w for w in words if len(w) >= 6 and not (w.isalpha() and w.islower())]
+    found: list[str] = []
+    for piece in pieces + [urllib.parse.unquote(p) for p in pieces]:
+        if len(piece) >= 6 and piece not in found and piece != url:
+            found.append(piece)
+    return sorted(found, key=len, reverse=True)
 
 
 class Transport(Protocol):
@@ -74,21 +155,43 @@ class RequestsTransport:
     def post(self, url: str, payload: Mapping[str, Any], timeout: float) -> Response:
         requests = self._requests
         try:
-            answer = self._session.post(url, json=payload, timeout=timeout)
+            # A webhook that redirects is misconfigured (and requests would turn the POST
+            # into a GET); the body is streamed so that only its start is ever read.
+            answer = self._session.post(
+                url, json=payload, timeout=timeout, allow_redirects=False, stream=True
+            )
         except requests.Timeout:
             return Response(0, problem="timed out")
         except requests.ConnectionError:
             return Response(0, problem="connection failed")
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
+            return Response(0, problem=f"invalid URL ({type(error).__name__})", permanent=True)
         except requests.RequestException as error:
             return Response(0, problem=type(error).__name__)
-        retry_after = None
-        header = answer.headers.get("Retry-After")
-        if header is not None:
-            try:
-                retry_after = float(header)
-            except ValueError:
-                retry_after = None
-        return Response(answer.status_code, answer.text[:200], retry_after)
+        except ValueError as error:  # urllib3's LocationParseError: a host it cannot parse
+            return Response(0, problem=f"invalid URL ({type(error).__name__})", permanent=True)
+        try:
+            body = _read_start(answer.raw, BODY_LIMIT, time.monotonic() + timeout)
+        except (requests.RequestException, OSError, ValueError):
+            body = b""  # the status is what counts; a broken body changes nothing
+        finally:
+            answer.close()
+        retry_after = retry_after_seconds(answer.headers.get("Retry-After"), time.time())
+        return Response(answer.status_code, body.decode("utf-8", "replace"), retry_after)
+
+
+def _read_start(raw: Any, limit: int, deadline: float) -> bytes:
+    """At most ``limit`` bytes of a streamed body, read until ``deadline``: each read returns
+    what has arrived (the socket's timeout bounds one read), so a trickle cannot hold on."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and time.monotonic() < deadline:
+        chunk = raw.read1(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class LogSink:
@@ -179,7 +282,15 @@ class WebhookSink:
                 else:
                     batch = [self._pending.popleft()]
             self._in_flight = len(batch)
-            self._deliver(batch)
+            try:
+                self._deliver(batch)
+            except Exception as error:
+                # Counted and said, never the exception's text: it could name the URL.
+                self.counters.failed += 1
+                self._log.error(
+                    f"{self.name} webhook: could not deliver {len(batch)} alert(s): "
+                    f"unexpected {type(error).__name__}"
+                )
             self._in_flight = 0
             self._next_send = self._clock() + 1 / self._config.messages_per_second
         with self._wakeup:
@@ -216,17 +327,19 @@ class WebhookSink:
                 self.counters.sent += 1
                 self.counters.alerts_sent += len(batch)
                 return
-            if response.status == 429:
-                delay = response.retry_after if response.retry_after is not None else 1.0
-            elif response.status == 0 or response.status >= 500:
-                failures += 1
-                if failures > self._config.max_retries:
-                    self._give_up(batch, response)
-                    return
-                delay = min(30.0, 0.5 * 2 ** (failures - 1))
-            else:
+            transient = response.status == 429 or response.status >= 500
+            if not (transient or (response.status == 0 and not response.permanent)):
+                self._give_up(batch, response)  # 3xx, other 4xx, an invalid URL
+                return
+            failures += 1
+            if failures > self._config.max_retries:
                 self._give_up(batch, response)
                 return
+            delay = min(30.0, 0.5 * 2 ** (failures - 1))
+            if response.status == 429:
+                # Never sooner than the configured rate, whatever the header says.
+                asked = response.retry_after if response.retry_after is not None else delay
+                delay = max(asked, 1 / self._config.messages_per_second)
             self.counters.retried += 1
             if not self._pause_until(self._clock() + delay):
                 self._give_up(batch, response)
@@ -236,11 +349,13 @@ class WebhookSink:
         self.counters.failed += 1
         what = response.problem if response.status == 0 else f"HTTP {response.status}"
         detail = response.body.strip().replace("\n", " ")[:100]
-        key = (response.status, detail)
+        key = (response.status, detail or what)
         message = f"{self.name} webhook: could not deliver {len(batch)} alert(s): {what}" + (
             f" ({detail})" if detail else ""
         )
-        if 400 <= response.status < 500 and response.status != 429:
+        if 300 <= response.status < 400:
+            message += " (a redirect: set the webhook's final URL)"
+        if response.permanent or (300 <= response.status < 500 and response.status != 429):
             if key in self._reported:
                 return  # a permanent error: said once
             self._reported.add(key)
@@ -304,6 +419,8 @@ def build_notifier(
         if not url:
             continue
         log.add_secret(url)
+        for part in secret_parts(url):
+            log.add_secret(part)
         transport = transport or RequestsTransport()
         sinks.append(WebhookSink(name, url, config, log, transport, slack))
     if config.log or (config.log is None and not sinks):

@@ -8,6 +8,14 @@ Paths choose the behaviour (Slack's own answers, from its webhook documentation)
 * ``/notfound/...``: 404 ``channel_not_found``
 * ``/slow/...``: answers only after 30 s
 
+And answers a careless or hostile server gives:
+
+* ``/retry429/<Retry-After, percent-encoded>/...``: always 429 with that header
+* ``/redirect/...``: 307 to the same path under ``/ok``
+* ``/echo/...``: 500 whose body repeats the request's path (the secret token)
+* ``/endless/...``: 200, then a body that never ends
+* ``/trickle/...``: 200, then a body of one byte every 0.2 s, for ever
+
 Every request is recorded with its arrival time and JSON body.
 """
 
@@ -17,6 +25,7 @@ import json
 import socket
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +44,7 @@ class SlackStandIn:
     server: ThreadingHTTPServer
     received: list[Received] = field(default_factory=list)
     arrived: int = 0  # requests that reached the server, answered or not yet
+    body_bytes_sent: int = 0  # of the endless and trickling bodies, until the client hung up
     _rate_limited: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,8 +53,10 @@ class SlackStandIn:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def url(self, behaviour: str) -> str:
+    def url(self, behaviour: str, retry_after: str = "") -> str:
         # The path stands in for Slack's secret token: it must never be printed.
+        if behaviour == "retry429":
+            behaviour += "/" + urllib.parse.quote(retry_after, safe="")
         return f"{self.base}/{behaviour}/services/T0SECRET/B0SECRET/XSECRETTOKEN"
 
     def delivered(self) -> list[Received]:
@@ -76,7 +88,20 @@ def start() -> SlackStandIn:
             body = json.loads(self.rfile.read(length) or b"{}")
             behaviour = self.path.strip("/").split("/")[0]
             status, text, headers = 200, "ok", {}
-            if behaviour == "ratelimit":
+            if behaviour == "retry429":
+                value = urllib.parse.unquote(self.path.strip("/").split("/")[1])
+                status, text, headers = 429, "rate_limited", {"Retry-After": value}
+            elif behaviour == "redirect":
+                status, text = 307, ""
+                headers = {"Location": "/ok/" + self.path.strip("/").split("/", 1)[1]}
+            elif behaviour == "echo":
+                status, text = 500, f"no such webhook: {self.path}"
+            elif behaviour in ("endless", "trickle"):
+                with stand_in._lock:
+                    stand_in.received.append(Received(self.path, body, time.monotonic(), 200))
+                self._stream_body(behaviour)
+                return
+            elif behaviour == "ratelimit":
                 with stand_in._lock:
                     first = self.path not in stand_in._rate_limited
                     stand_in._rate_limited.add(self.path)
@@ -99,6 +124,21 @@ def start() -> SlackStandIn:
                 self.wfile.write(text.encode())
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting, as it should
+
+        def _stream_body(self, behaviour: str) -> None:
+            chunk, pause = (b"x" * 65536, 0.0) if behaviour == "endless" else (b"x", 0.2)
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                while True:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    with stand_in._lock:
+                        stand_in.body_bytes_sent += len(chunk)
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading and hung up, as it should
 
         def log_message(self, format: str, *args: Any) -> None:
             del format, args  # keep test output clean

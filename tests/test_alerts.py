@@ -120,6 +120,10 @@ def test_digest_and_json_payload() -> None:
 
 def test_link_template_is_filled_from_tags() -> None:
     tags = {"machineID": "m 7"}
-    assert format_link("https://x/{machineID}/{measurement}", tags, "md") == "https://x/m 7/md"
+    assert format_link("https://x/{machineID}/{measurement}", tags, "md") == "https://x/m%207/md"
     assert format_link("https://x/{unknown}", tags, "md") == "https://x/"
+    hostile = {"machineID": "a|b>c&d=e/f"}
+    assert (
+        format_link("https://x?m={machineID}", hostile, "md") == "https://x?m=a%7Cb%3Ec%26d%3De%2Ff"
+    )
     assert format_link("", tags, "md") == ""

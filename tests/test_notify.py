@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -138,7 +139,7 @@ def test_full_queue_drops_the_oldest(slack: SlackStandIn) -> None:
     notifier.close()
 
 
-@pytest.mark.parametrize("behaviour", ["notfound", "error", "slow", "refused"])
+@pytest.mark.parametrize("behaviour", ["notfound", "error", "echo", "slow", "refused"])
 def test_the_webhook_url_never_reaches_the_log(slack: SlackStandIn, behaviour: str) -> None:
     stderr = io.StringIO()
     url = slack_server.refused_url() if behaviour == "refused" else slack.url(behaviour)
@@ -163,3 +164,105 @@ def test_without_a_webhook_alerts_go_to_the_log() -> None:
 
 def test_alerts_can_be_switched_off() -> None:
     assert build_notifier(AlertsConfig(enabled=False), {}, Log(io.StringIO())) is None
+
+
+def wait_until(done: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["-5", "0", "nan", "soon", "", "Thu, 01 Jan 1970 00:00:00 GMT"],
+)
+def test_429_with_an_odd_retry_after_still_pauses_and_gives_up(
+    slack: SlackStandIn, retry_after: str
+) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url("retry429", retry_after), stderr, max_retries=1)
+    notifier.enqueue(event())
+    wait_until(lambda: notifier.counters.failed == 1)
+    attempts = [r.at for r in slack.received]
+    assert len(attempts) == 2  # the first try and one retry: never a retry without end
+    assert attempts[1] - attempts[0] >= 0.9  # never sooner than messages_per_second allows
+    notifier.close()
+    assert (notifier.counters.sent, notifier.counters.failed, notifier.counters.retried) == (
+        0,
+        1,
+        1,
+    )
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "1e308", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_429_with_an_endless_retry_after_is_bounded_and_counted(
+    slack: SlackStandIn, retry_after: str
+) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url("retry429", retry_after), stderr, shutdown_grace=1)
+    notifier.enqueue(event())
+    wait_until(lambda: notifier.counters.retried == 1)
+    started = time.monotonic()
+    notifier.close()
+    assert time.monotonic() - started < 3.0  # the grace, not the header, bounds the wait
+    counters = notifier.counters
+    # The sender lived to the end: the alert is accounted for, not silently lost.
+    assert (counters.sent, counters.failed + counters.dropped) == (0, 1)
+
+
+def test_a_redirect_is_a_failure_not_a_delivery(slack: SlackStandIn) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url("redirect"), stderr)
+    notifier.enqueue(event())
+    notifier.enqueue(event("machine3"))
+    wait_until(lambda: notifier.counters.failed == 2)
+    notifier.close()
+    assert (notifier.counters.sent, notifier.counters.failed) == (0, 2)
+    assert [r.path.split("/")[1] for r in slack.received] == ["redirect", "redirect"]
+    assert stderr.getvalue().count("HTTP 307") == 1  # a configuration error: said once
+
+
+@pytest.mark.parametrize("behaviour", ["endless", "trickle"])
+def test_an_endless_or_trickling_body_costs_neither_time_nor_memory(
+    slack: SlackStandIn, behaviour: str
+) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url(behaviour), stderr, timeout=1)
+    notifier.enqueue(event())
+    wait_until(lambda: notifier.counters.sent == 1)
+    notifier.close()
+    assert (notifier.counters.sent, notifier.counters.failed) == (1, 0)
+    # Whatever the server managed to push into the socket buffers, far less than it offered.
+    assert slack.body_bytes_sent < 50_000_000
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 70 + ".example", "exa mple.com", "[::1"])
+def test_an_invalid_webhook_host_fails_each_alert_and_keeps_the_sender(host: str) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(f"http://{host}/services/T0SECRET/B0SECRET/XTOKEN", stderr)
+    notifier.enqueue(event())
+    notifier.enqueue(event("machine3"))
+    wait_until(lambda: notifier.counters.failed == 2)
+    notifier.close()
+    assert (notifier.counters.sent, notifier.counters.failed) == (0, 2)
+    assert stderr.getvalue().count("invalid URL") == 1
+    assert "SECRET" not in stderr.getvalue()
+
+
+def test_tag_values_cannot_inject_mentions_or_links_into_slack(slack: SlackStandIn) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url("ok"), stderr)
+    hostile = "m1 <!channel> <https://evil.example|Open dashboard> & more"
+    notifier.enqueue(dataclasses.replace(event(), tags={"machineID": hostile}))
+    (received,) = slack.wait_for(1)
+    notifier.close()
+    texts = [received.body["text"]] + [
+        part["text"]
+        for block in received.body["blocks"]
+        for part in [block.get("text", {}), *block.get("fields", [])]
+        if part.get("type") == "mrkdwn"
+    ]
+    for text in texts:
+        assert "<!channel>" not in text and "<https://evil" not in text
+        assert "& " not in text  # a bare ampersand would start an entity
+    assert "&lt;!channel&gt;" in received.body["text"]
