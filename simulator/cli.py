@@ -98,7 +98,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     panel.add_argument("--panel-host", default="127.0.0.1")
     panel.add_argument("--panel-port", type=int, default=5005)
+    panel.add_argument(
+        "--panel-allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the panel answers to besides localhost and 127.0.0.1 (repeatable); "
+        "other Host headers get 400",
+    )
     return parser
+
+
+def _allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """The names the panel answers to: the flag's, and the address it is bound to unless
+    that is a wildcard (a request never names 0.0.0.0)."""
+    bound = [] if args.panel_host in ("0.0.0.0", "::", "") else [args.panel_host]
+    return [*bound, *args.panel_allowed_host]
 
 
 def _settings(args: argparse.Namespace, scenario: Scenario) -> tuple[int, float, int, int]:
@@ -187,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             try:
                 server = PanelServer(
-                    create_app(simulation, mqtt_status), args.panel_host, args.panel_port
+                    create_app(simulation, mqtt_status, _allowed_hosts(args)),
+                    args.panel_host,
+                    args.panel_port,
                 )
             except OSError as error:
                 print(

@@ -49,6 +49,7 @@ class MqttSink:
         self._qos = qos
         self._build = seed_payload if payload == "seed" else flat_payload
         self._lock = threading.Lock()
+        self._closing = False
         self.connected = False
         self.published = 0
         self.dropped = 0
@@ -82,6 +83,8 @@ class MqttSink:
                     self.dropped += 1
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True  # the disconnect that follows is ours, not an outage
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -122,9 +125,10 @@ class MqttSink:
     ) -> None:
         with self._lock:
             was_connected, self.connected = self.connected, False
-            if was_connected:
+            lost = was_connected and not self._closing
+            if lost:
                 self.outages += 1
-        if was_connected:
+        if lost:
             log.warning(
                 "lost the MQTT broker %s (%s); reconnecting with backoff up to %d s",
                 self.broker,

@@ -12,13 +12,25 @@ API:
 - ``GET /api/health``: ``{"status": "ok"}``.
 
 Every call that changes something takes a JSON body, so a page on another site cannot send one
-from a visitor's browser without a CORS preflight, which this server never grants.
+from a visitor's browser without a CORS preflight, which this server never grants. Requests
+must name an allowed host in their ``Host`` header (400 otherwise: a DNS-rebinding page cannot
+reach the panel under its own name), and bodies over 16 KB are refused (413).
+
+>>> import io
+>>> from simulator.labels import LabelLog
+>>> from simulator.simulation import Simulation
+>>> simulation = Simulation(1, seed=1, start_ns=0, rate=1.0, labels=LabelLog(io.StringIO()))
+>>> client = create_app(simulation).test_client()
+>>> client.get("/api/health").status_code
+200
+>>> client.get("/api/health", headers={"Host": "evil.example"}).status_code
+400
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
@@ -28,14 +40,25 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from simulator.faults import FAULTS
 from simulator.simulation import Simulation
 
-__all__ = ["PanelServer", "create_app"]
+__all__ = ["LOCAL_HOSTS", "PanelServer", "create_app"]
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+"""Host names the panel always answers to. (IPv6 literals cannot be listed: Werkzeug's check
+cuts a name at its first colon.)"""
+MAX_BODY_BYTES = 16 * 1024  # the API's bodies are a few dozen bytes
 
 
 def create_app(
-    simulation: Simulation, mqtt_status: Callable[[], dict[str, Any]] | None = None
+    simulation: Simulation,
+    mqtt_status: Callable[[], dict[str, Any]] | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> Flask:
-    """The panel's Flask application for ``simulation``."""
+    """The panel's Flask application for ``simulation``, answering to ``localhost``,
+    ``127.0.0.1`` and ``allowed_hosts`` (names, IPv4 addresses, ``.suffix`` for subdomains)."""
     app = Flask(__name__)
+    # Flask checks the Host header against these on every request (400 when it matches none).
+    app.config["TRUSTED_HOSTS"] = [*LOCAL_HOSTS, *allowed_hosts]
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
     def machine_view(machine_id: str) -> dict[str, Any]:
         snapshot = simulation.snapshot()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from hst_processor.lineproto import parse_metric
 from simulator.labels import read_labels
+from tests.simulator.running import SimulatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "2026-01-01T00:00:00Z"
@@ -132,3 +136,38 @@ def test_piped_through_hst_processor_the_faulty_machine_is_flagged_in_its_window
     assert {m.tags["machineID"] for m in flagged} == {"machine2"}
     assert all(label.start_ns <= m.timestamp < label.end_ns + 60 * NS for m in flagged)
     assert b"alert: Anomaly: machine_data machineID=machine2" in processed.stderr
+
+
+def _status(panel: str, host: str, method: str = "GET", body: bytes | None = None) -> int:
+    """The status the running panel gives a request with this Host header: a GET of the
+    machines, or a PUT switching machine1's bearing fault."""
+    address = urllib.parse.urlsplit(panel)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+    path = "/api/machines" if method == "GET" else "/api/machines/machine1/faults/bearing"
+    try:
+        connection.request(method, path, body, {"Host": host, "Content-Type": "application/json"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_panel_answers_only_to_its_own_names_and_small_bodies() -> None:
+    process = SimulatorProcess(
+        ["--stdout", "--panel", "--rate", "10", "--panel-allowed-host", "gateway.local"]
+    )
+    try:
+        port = urllib.parse.urlsplit(process.panel).port
+        assert _status(process.panel, f"127.0.0.1:{port}") == 200
+        assert _status(process.panel, f"localhost:{port}") == 200
+        assert _status(process.panel, f"gateway.local:{port}") == 200
+        # A DNS-rebinding page reaches the panel under its own name: refused, read or write.
+        assert _status(process.panel, f"attacker.example:{port}") == 400
+        on = json.dumps({"active": True}).encode()
+        assert _status(process.panel, "attacker.example", "PUT", on) == 400
+        assert not process.api("GET", "/api/machines")["machines"][0]["faults"]
+        # A body far beyond what the API takes is refused, and the panel goes on.
+        huge = json.dumps({"active": True, "pad": "x" * 1_000_000}).encode()
+        assert _status(process.panel, f"127.0.0.1:{port}", "PUT", huge) == 413
+        assert _status(process.panel, f"127.0.0.1:{port}", "PUT", on) == 200
+    finally:
+        assert process.stop() == 0
