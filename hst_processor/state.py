@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import os
 import signal
 import time
@@ -35,7 +36,7 @@ import numpy as np
 
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
-from hst_processor.context import ContextFeatures
+from hst_processor.context import ContextFeatures, context_names
 from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
@@ -140,9 +141,284 @@ def parse(data: bytes) -> dict[str, Any]:
         raise StateError("not an hst-processor snapshot")
     if document.get("version") != VERSION:
         raise StateError(f"snapshot format version {document.get('version')!r} is not {VERSION}")
-    if not isinstance(document.get("series"), list) or not isinstance(document.get("model"), dict):
-        raise StateError("the snapshot is incomplete")
+    validate(document)
     return document
+
+
+# ---------------------------------------------------------------------------------------------
+# The snapshot's shape. A file that decodes is not yet one this code can load: a series without
+# a field, an extra key, short leaf counts or a number where a list belongs must be refused
+# here, with the place named, and never reach the restore (where it would crash the start and,
+# the file being kept, every restart after it).
+
+_TOP = {"format", "version", "saved_at", "processed", "model", "series"}
+# The model section, with the ranges config.py accepts.
+_MODEL = {
+    "n_trees": (1, 1000),
+    "height": (1, 20),
+    "window_size": (2, 1_000_000),
+    "seed": (0, 2**63 - 1),
+}
+_SERIES = {
+    *("measurement", "tags", "features", "scaling", "last_values", "low", "high"),
+    *("warmup_rows", "anomalous_run", "complete", "alert", "last_seen", "masses"),
+}
+# Not written by 0.1, so a file without them still loads.
+_SERIES_OPTIONAL = frozenset({"inputs", "derived", "context", "rarity", "episode"})
+_MASSES = {"counter", "first_window", "windows", "dtype", "live", "reference"}
+_COUNT_DTYPES = ("uint8", "uint16", "int32")  # what export_masses writes
+_DERIVED = {"specs", "previous", "history", "fit_points", "lines"}
+_CONTEXT = {"fields", "pending", "fitted", "arrays"}
+_CONTEXT_VECTORS = [
+    "center",
+    "half_range",
+    "floor",
+    "level",
+    "usual",
+    "mean",
+    "spread",
+    "residual_spread",
+]
+_RARITY = {"counts", "total", "weight", "seen", "tail"}
+_INT64 = 2**63
+
+
+def validate(document: Mapping[str, Any]) -> None:
+    """Check that a decoded snapshot has exactly the shape :func:`snapshot` writes; raise
+    :class:`StateError` naming the first place where it does not."""
+    _keys(document, "snapshot", _TOP)
+    _number(document["saved_at"], "saved_at")
+    _integer(document["processed"], "processed", 0, _INT64)
+    model = _keys(document["model"], "model", set(_MODEL))
+    for name, (low, high) in _MODEL.items():
+        _integer(model[name], f"model.{name}", low, high)
+    series_list = document["series"]
+    if not isinstance(series_list, list):
+        raise StateError(f"series: expected a list, got {_kind(series_list)}")
+    first_of: dict[tuple[Any, ...], int] = {}
+    for index, saved in enumerate(series_list):
+        _series(saved, f"series[{index}]", model)
+        key = (saved["measurement"], *map(tuple, saved["tags"]))
+        if first_of.setdefault(key, index) != index:
+            raise StateError(f"series[{index}]: the same series as series[{first_of[key]}]")
+
+
+def _series(saved: Any, where: str, model: Mapping[str, int]) -> None:
+    _keys(saved, where, _SERIES, _SERIES_OPTIONAL)
+    _text(saved["measurement"], f"{where}.measurement")
+    tags = _list(saved["tags"], f"{where}.tags")
+    for position, pair in enumerate(tags):
+        pair = _list(pair, f"{where}.tags[{position}]", length=2)
+        for part in pair:
+            _text(part, f"{where}.tags[{position}]")
+    features = _names(saved["features"], f"{where}.features")
+    if not features:
+        raise StateError(f"{where}.features: empty")
+    inputs = _names(saved.get("inputs") or features, f"{where}.inputs")
+    _scaling(saved["scaling"], f"{where}.scaling")
+    last_values = _list(saved["last_values"], f"{where}.last_values", length=len(inputs))
+    for position, value in enumerate(last_values):
+        if value is not None:
+            _number(value, f"{where}.last_values[{position}]")
+    if (saved["low"] is None) != (saved["high"] is None):
+        raise StateError(f"{where}: low and high must both be set or both be empty")
+    for name in ("low", "high"):
+        if saved[name] is not None:
+            _numbers(saved[name], f"{where}.{name}", len(features), finite=True)
+    window = model["window_size"]
+    rows = _list(saved["warmup_rows"], f"{where}.warmup_rows")
+    if len(rows) >= window:  # the window's last row freezes the limits: never saved full
+        raise StateError(f"{where}.warmup_rows: {len(rows)} rows, a window is {window}")
+    for position, row in enumerate(rows):
+        _numbers(row, f"{where}.warmup_rows[{position}]", len(features))
+    _integer(saved["anomalous_run"], f"{where}.anomalous_run", 0, _INT64)
+    _boolean(saved["complete"], f"{where}.complete")
+    _alert(saved["alert"], f"{where}.alert")
+    if saved["last_seen"] is not None:
+        _integer(saved["last_seen"], f"{where}.last_seen", -_INT64, _INT64)
+    _masses(saved["masses"], f"{where}.masses", model)
+    if saved.get("derived") is not None:
+        _derived(saved["derived"], f"{where}.derived")
+    if saved.get("context") is not None:
+        _context(saved["context"], f"{where}.context", inputs, features, window)
+    if saved.get("rarity") is not None:
+        _rarity(saved["rarity"], f"{where}.rarity")
+    if saved.get("episode") is not None:
+        episode = _list(saved["episode"], f"{where}.episode", length=2)
+        _boolean(episode[0], f"{where}.episode[0]")
+        _integer(episode[1], f"{where}.episode[1]", 0, _INT64)
+
+
+def _scaling(saved: Any, where: str) -> None:
+    _keys(saved, where, {"mode", "margin", "limits"})
+    _text(saved["mode"], f"{where}.mode")
+    if saved["margin"] is not None:
+        _number(saved["margin"], f"{where}.margin")
+    limits = _keys(saved["limits"], f"{where}.limits", set(), any_text=True)
+    for name, pair in limits.items():
+        _numbers(pair, f"{where}.limits.{name}", 2)
+
+
+def _alert(saved: Any, where: str) -> None:
+    # The kinds follow AlertState's defaults: a count, a flag, a time, or a time not yet set.
+    defaults = asdict(AlertState())
+    _keys(saved, where, set(defaults))
+    for name, default in defaults.items():
+        value = saved[name]
+        if isinstance(default, bool):
+            _boolean(value, f"{where}.{name}")
+        elif isinstance(default, int):
+            _integer(value, f"{where}.{name}", 0, _INT64)
+        elif default is not None or value is not None:
+            _number(value, f"{where}.{name}")
+
+
+def _masses(saved: Any, where: str, model: Mapping[str, int]) -> None:
+    _keys(saved, where, _MASSES)
+    _integer(saved["counter"], f"{where}.counter", 0, model["window_size"] - 1)
+    _boolean(saved["first_window"], f"{where}.first_window")
+    _integer(saved["windows"], f"{where}.windows", 0, _INT64)
+    dtype = saved["dtype"]
+    if dtype not in _COUNT_DTYPES:
+        raise StateError(f"{where}.dtype: expected one of {', '.join(_COUNT_DTYPES)}, "
+                         f"got {_kind(dtype)}")  # fmt: skip
+    # One count per leaf of every tree: the length follows from the model section.
+    expected = model["n_trees"] * (1 << model["height"]) * np.dtype(dtype).itemsize
+    for name in ("live", "reference"):
+        counts = saved[name]
+        if not isinstance(counts, bytes):
+            raise StateError(f"{where}.{name}: expected bytes, got {_kind(counts)}")
+        if len(counts) != expected:
+            raise StateError(f"{where}.{name}: {len(counts)} bytes, expected {expected}")
+
+
+def _derived(saved: Any, where: str) -> None:
+    _keys(saved, where, _DERIVED)
+    specs = _list(saved["specs"], f"{where}.specs")
+    for position, spec in enumerate(specs):
+        _keys(spec, f"{where}.specs[{position}]", {"name", "kind", "field", "of", "window", "fit"})
+    count = len(specs)
+    for position, value in enumerate(_list(saved["previous"], f"{where}.previous", count)):
+        if value is not None:
+            _number(value, f"{where}.previous[{position}]")
+    for position, values in enumerate(_list(saved["history"], f"{where}.history", count)):
+        _numbers(values, f"{where}.history[{position}]")
+    for position, points in enumerate(_list(saved["fit_points"], f"{where}.fit_points", count)):
+        for at, point in enumerate(_list(points, f"{where}.fit_points[{position}]")):
+            _numbers(point, f"{where}.fit_points[{position}][{at}]", 2)
+    for position, line in enumerate(_list(saved["lines"], f"{where}.lines", count)):
+        if line is not None:
+            _numbers(line, f"{where}.lines[{position}]", 3)
+
+
+def _context(saved: Any, where: str, inputs: list[str], features: list[str], window: int) -> None:
+    _keys(saved, where, _CONTEXT)
+    if _names(saved["fields"], f"{where}.fields") != inputs:
+        raise StateError(f"{where}.fields: not the series' inputs")
+    if list(context_names(inputs)) != features:
+        raise StateError(f"{where}: the series' features are not its context features")
+    width = len(inputs)
+    pending = _list(saved["pending"], f"{where}.pending")
+    if len(pending) > window:  # the fit takes a window's metrics
+        raise StateError(f"{where}.pending: {len(pending)} rows, more than a window ({window})")
+    for position, row in enumerate(pending):
+        _numbers(row, f"{where}.pending[{position}]", width)
+    _boolean(saved["fitted"], f"{where}.fitted")
+    arrays = _keys(
+        saved["arrays"],
+        f"{where}.arrays",
+        {*_CONTEXT_VECTORS, "coefficients"},
+    )
+    for name in _CONTEXT_VECTORS:
+        _numbers(arrays[name], f"{where}.arrays.{name}", width)
+    rows = _list(arrays["coefficients"], f"{where}.arrays.coefficients", width)
+    for position, row in enumerate(rows):
+        _numbers(row, f"{where}.arrays.coefficients[{position}]", width)
+
+
+def _rarity(saved: Any, where: str) -> None:
+    _keys(saved, where, _RARITY)
+    fresh = RarityState()
+    _numbers(saved["counts"], f"{where}.counts", len(fresh.counts))
+    _number(saved["total"], f"{where}.total")
+    _number(saved["weight"], f"{where}.weight")
+    _integer(saved["seen"], f"{where}.seen", 0, _INT64)
+    _numbers(saved["tail"], f"{where}.tail", len(fresh.tail))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bytes | str) and len(value) > 40:
+        return f"{type(value).__name__} of length {len(value)}"
+    if isinstance(value, dict | list):
+        return type(value).__name__
+    return f"{type(value).__name__} {value!r}"
+
+
+def _keys(
+    value: Any,
+    where: str,
+    required: set[str],
+    optional: frozenset[str] = frozenset(),
+    any_text: bool = False,
+) -> dict[str, Any]:
+    """A mapping with every ``required`` key and nothing beyond ``optional`` (``any_text``:
+    any text keys at all)."""
+    if not isinstance(value, dict):
+        raise StateError(f"{where}: expected a mapping, got {_kind(value)}")
+    if any_text:
+        for key in value:
+            _text(key, f"{where} key")
+        return value
+    missing = sorted(required - value.keys())
+    if missing:
+        raise StateError(f"{where}: missing {', '.join(missing)}")
+    extra = [key for key in value if key not in required and key not in optional]
+    if extra:
+        raise StateError(f"{where}: unexpected {', '.join(map(repr, extra))}")
+    return value
+
+
+def _list(value: Any, where: str, length: int | None = None) -> list[Any]:
+    if not isinstance(value, list):
+        raise StateError(f"{where}: expected a list, got {_kind(value)}")
+    if length is not None and len(value) != length:
+        raise StateError(f"{where}: {len(value)} items, expected {length}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise StateError(f"{where}: expected text, got {_kind(value)}")
+    return value
+
+
+def _names(value: Any, where: str) -> list[str]:
+    names = _list(value, where)
+    for position, name in enumerate(names):
+        _text(name, f"{where}[{position}]")
+    return names
+
+
+def _boolean(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise StateError(f"{where}: expected true or false, got {_kind(value)}")
+
+
+def _integer(value: Any, where: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise StateError(f"{where}: expected an integer from {low} to {high}, got {_kind(value)}")
+
+
+def _number(value: Any, where: str, finite: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StateError(f"{where}: expected a number, got {_kind(value)}")
+    if finite and not math.isfinite(value):
+        raise StateError(f"{where}: expected a finite number, got {value!r}")
+
+
+def _numbers(value: Any, where: str, length: int | None = None, finite: bool = False) -> None:
+    for position, item in enumerate(_list(value, where, length)):
+        _number(item, f"{where}[{position}]", finite)
 
 
 def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
@@ -161,10 +437,14 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
                 "start fresh"]  # fmt: skip
     fresh_features = fresh_scaling = 0
     derived_specs = [spec.describe() for spec in config.derived]
-    configured = detector.model_features_for(tuple(sorted(config.features)))
+    configured = tuple(sorted(config.features))
+    kept: list[tuple[Mapping[str, Any], tuple[str, ...]]] = []
     for saved in document["series"]:
         features = tuple(saved["features"])
-        if config.features and configured != features:
+        inputs = tuple(saved.get("inputs") or features)
+        # What a series created now from these fields would get: anything else is stale.
+        expected = detector.model_features_for(inputs)
+        if (config.features and inputs != configured) or features != expected:
             fresh_features += 1
             continue
         saved_derived = saved.get("derived")
@@ -177,11 +457,20 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
         if saved["scaling"] != _scaling_for(config, features):
             fresh_scaling += 1
             continue
+        kept.append((saved, features))
+    # The snapshot lists series least recently seen first: keep the most recent ones.
+    dropped = max(0, len(kept) - config.max_series)
+    for saved, features in kept[dropped:]:
         _restore_series(detector, saved, features)
     if fresh_features:
         warnings.append(f"features changed: {fresh_features} series start fresh")
     if fresh_scaling:
         warnings.append(f"scaling changed: {fresh_scaling} series start fresh")
+    if dropped:
+        warnings.append(
+            f"max_series={config.max_series}: forgot the {dropped} least recently seen of "
+            f"{len(kept)} saved series"
+        )
     return warnings
 
 
@@ -233,13 +522,17 @@ def forget(path: Path, match: Mapping[str, str]) -> int:
         if not all(dict(map(tuple, saved["tags"])).get(k) == v for k, v in match.items())
     ]
     removed = len(document["series"]) - len(kept)
-    document["series"] = kept
-    write_atomic(path, msgpack.packb(document, use_bin_type=True))
+    if removed:
+        document["series"] = kept
+        write_atomic(path, msgpack.packb(document, use_bin_type=True))
     return removed
 
 
 def _utc(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):  # a time no calendar shows
+        return f"{seconds!r} s after 1970"
 
 
 def describe(document: Mapping[str, Any], window_size: int | None = None) -> str:
