@@ -10,26 +10,32 @@ stream stopped and resumed give exactly the scores and tags of the same stream r
 * **Periodic saves** happen in a forked child, which serializes its copy-on-write view of the
   state while the parent goes on reading metrics: a save never delays the stdin path. The final
   save, on EOF or SIGTERM, is done in place, after the last output is flushed.
-* **One writer**: an exclusive ``flock`` on ``FILE.lock``. A second process (Telegraf runs
-  processors twice when aggregators are configured) warns and runs without persisting.
+* **One writer**: a POSIX record lock (``lockf``) on ``FILE.lock``. It belongs to this process
+  alone: a forked save does not inherit it, and the kernel drops it when the process dies. A
+  save child dies with its parent. A second process (Telegraf runs processors twice when
+  aggregators are configured) warns and runs without persisting.
 * **Failures lose nothing that can be kept**: a missing file starts fresh quietly; a truncated,
-  corrupt or unknown-version file is moved aside (``FILE.corrupt-<time>``) with one warning; a
-  changed model configuration restarts the affected series with a warning that says why; a
-  failed save (disk full, directory not writable) warns and is retried at the next interval.
+  corrupt, unknown-version or wrongly shaped file is moved aside (``FILE.corrupt-<time>``) with
+  one warning; a changed model configuration restarts the affected series with a warning that
+  says why; a failed save (disk full, directory missing or not writable, lock not taken for
+  such a reason) warns and is retried at the next interval.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import math
 import os
+import secrets
 import signal
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -58,6 +64,8 @@ FORMAT = "hst-processor-state"
 VERSION = 1
 # Exit codes of a forked save, so the parent can say what went wrong.
 _SAVE_FAILED = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+_TEMPORARY = ".tmp."  # between the file's name and a unique part: a save's temporary file
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class StateError(HstProcessorError):
@@ -569,13 +577,13 @@ def describe(document: Mapping[str, Any], window_size: int | None = None) -> str
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a reader, or a crash, sees the old or the new
     file, never a mix."""
-    temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    descriptor, temporary = _create_temporary(path)
     try:
-        with open(temporary, "wb") as handle:
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, path)  # renames the name itself: a link at ``path`` is replaced
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -586,6 +594,31 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path`` that this call created itself. Anyone who can write to the
+    directory could plant a symbolic link at a name we are about to open; ``O_EXCL`` refuses
+    any existing name (a link included, and ``O_NOFOLLOW`` says so twice), and a random part
+    makes the name unguessable, so the write can never land in a file elsewhere."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        temporary = path.with_name(f"{path.name}{_TEMPORARY}{os.getpid()}.{secrets.token_hex(8)}")
+        try:
+            return os.open(temporary, flags, 0o666), temporary  # the umask applies, as for open()
+        except FileExistsError:
+            continue  # a name taken (by chance or on purpose): draw another
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this forked save when its parent dies. An orphaned save would
+    otherwise go on and replace the snapshot of the processor Telegraf restarted with an
+    older one."""
+    # Not Linux (no prctl): the lock is still released with the parent.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 class StateStore:
     """The snapshot file of one processor: lock, load, periodic and final saves."""
 
@@ -594,30 +627,63 @@ class StateStore:
         self.interval = interval
         self.log = log
         self.enabled = False
-        self._lock_file: IO[bytes] | None = None
+        self._lock_fd: int | None = None
+        self._retry = False  # the lock could not be taken for a reason that may pass
         self._child: int | None = None
         self._last_save = time.monotonic()
 
-    def acquire(self) -> bool:
-        """Take the lock; False (with a warning) if another process holds it."""
+    def start(self, detector: Detector) -> int:
+        """At start: take the lock and restore the snapshot; return how many metrics it had
+        seen. A file another processor holds is left alone; a directory that is missing or
+        not writable still lets a readable snapshot restore, and the saves retry."""
+        if not self.acquire() and not self._retry:
+            return 0
+        return self.load_into(detector)
+
+    def acquire(self, retrying: bool = False) -> bool:
+        """Take the lock; False (with a warning) if another process holds it or the lock file
+        cannot be opened (then later saves retry)."""
+        lock = self.path.with_name(self.path.name + ".lock")
         try:
-            # Held open for the life of the process: the lock lasts as long as the file is open.
-            self._lock_file = open(self.path.with_name(self.path.name + ".lock"), "ab")  # noqa: SIM115
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            if retrying:  # the directory may be missing: create it, as for a first run
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as error:
+            message = f"cannot lock state file {self.path}: {error.strerror}"
+            if retrying:  # counted, printed at most once per log.repeat_interval
+                self.log.warn_repeated("state-lock", f"{message}; still not persisting")
+            else:
+                self.log.warn(f"{message}; not persisting until it can be (retried at each save)")
+            self._retry = True
+            return False
+        try:
+            # A POSIX record lock belongs to this process alone: a forked save does not
+            # inherit it, and the kernel releases it when this process dies, whatever its
+            # children do. (flock's lock belongs to the open file, which a fork shares: an
+            # orphaned save kept it, and the restarted processor never persisted again.)
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             self.log.warn(
                 f"state file {self.path} is in use by another hst-processor: running without "
                 "persisting state (with aggregators, Telegraf runs processors twice; consider "
                 "skip_processors_after_aggregators = true)"
             )
+            self._retry = False  # its owner saves; ours would overwrite its models
             return False
-        except OSError as error:
-            self.log.warn(f"cannot lock state file {self.path}: {error.strerror}; not persisting")
-            return False
-        self.enabled = True
-        for leftover in self.path.parent.glob(self.path.name + ".tmp.*"):
+        self._lock_fd = descriptor  # held open for the life of the process, like the lock
+        self.enabled, self._retry = True, False
+        for leftover in self.path.parent.glob(self.path.name + _TEMPORARY + "*"):
             leftover.unlink(missing_ok=True)  # a save that was killed halfway
+        if retrying:
+            self.log.info(f"state file {self.path}: locked, persisting from now on")
         return True
+
+    def _may_save(self) -> bool:
+        """Whether saves can go on: the lock is ours, or could be taken now."""
+        return self.enabled or (self._retry and self.acquire(retrying=True))
 
     def load_into(self, detector: Detector) -> int:
         """Restore the snapshot, if any; return how many metrics it had seen."""
@@ -630,18 +696,14 @@ class StateStore:
             return 0
         try:
             document = parse(data)
+            warnings = restore(detector, document)
         except StateError as error:
-            aside = self.path.with_name(
-                f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
-            )
-            try:
-                os.replace(self.path, aside)
-                kept = f"kept as {aside.name}"
-            except OSError:
-                kept = "left in place"
-            self.log.warn(f"state file {self.path}: {error}; starting fresh ({kept})")
+            self._set_aside(detector, str(error))
             return 0
-        for warning in restore(detector, document):
+        except Exception as error:  # what validate() let through must not crash every start
+            self._set_aside(detector, f"cannot be restored ({type(error).__name__}: {error})")
+            return 0
+        for warning in warnings:
             self.log.warn(f"state file {self.path}: {warning}")
         self.log.info(
             f"restored {len(detector.series)} series from {self.path} "
@@ -649,16 +711,33 @@ class StateStore:
         )
         return int(document["processed"])
 
+    def _set_aside(self, detector: Detector, reason: str) -> None:
+        """Start fresh from an unusable file, kept beside it for a person to look at."""
+        for series in detector.series.values():  # anything a failed restore left behind
+            detector.engine(series.features).release(series.masses)
+        detector.series.clear()
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+            kept = f"kept as {aside.name}"
+        except OSError:
+            kept = "left in place"
+        self.log.warn(f"state file {self.path}: {reason}; starting fresh ({kept})")
+
     def maybe_save(self, detector: Detector, processed: int) -> None:
         """After a batch: reap a finished save; fork a new one when the interval is up."""
-        if not self.enabled:
+        if not (self.enabled or self._retry):
             return
         self.poll()
         if self._child is not None or time.monotonic() - self._last_save < self.interval:
             return
         self._last_save = time.monotonic()
+        if not self._may_save():
+            return
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: save and leave, touching nothing the parent shares
+            _die_with_parent(parent)
             os._exit(self._save_in_child(detector, processed))
         self._child = pid
 
@@ -691,7 +770,7 @@ class StateStore:
 
     def save_now(self, detector: Detector, processed: int) -> None:
         """The final save, in this process (after the output is flushed)."""
-        if not self.enabled:
+        if not self._may_save():
             return
         self.poll(wait=True)
         try:

@@ -481,3 +481,91 @@ def test_a_restored_state_keeps_only_the_most_recently_seen_max_series(tmp_path:
     assert b"max_series=4: forgot the 6 least recently seen of 10 saved series" in result.stderr
     kept = [(s["measurement"], s["tags"]) for s in parse(state.read_bytes())["series"]]
     assert kept == [("m", [["id", str(i)]]) for i in (6, 7, 8, 9)]
+
+
+def test_a_planted_link_never_redirects_the_save(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL.replace("interval: 0.1", "interval: 3600"))  # only the final save
+    state = tmp_path / "state.msgpack"
+    victim = tmp_path / "elsewhere" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not yours to overwrite")
+    running = Running(command(config, state))
+    running.write(small_lines(10))
+    running.wait_for_lines(10)  # started, locked, leftovers cleared: the links stay now
+    # Someone who can write to the state directory plants links at every name a save of
+    # this process could predictably use.
+    for name in (f"state.msgpack.tmp.{running.process.pid}", "state.msgpack"):
+        (tmp_path / name).symlink_to(victim)
+    assert running.process.stdin is not None
+    running.process.stdin.close()
+    assert running.process.wait(timeout=30) == 0
+    assert victim.read_bytes() == b"not yours to overwrite"
+    assert not state.is_symlink() and parse(state.read_bytes())["processed"] == 10
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_an_orphaned_save_does_not_keep_the_restarted_processor_from_persisting(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "state.msgpack"
+    # Enough series that a save takes a while, and a save starts every 0.1 s.
+    lines = small_lines(6_000, series=2_000)
+    running = Running(command(config, state))
+    orphan = None
+    try:
+        deadline = time.monotonic() + 120
+        while orphan is None and time.monotonic() < deadline:
+            running.write(lines[:200])
+            for child in _children(running.process.pid):
+                os.kill(child, signal.SIGSTOP)  # a save that hangs, as a save may
+                orphan = child
+        assert orphan is not None, "no periodic save was seen"
+        running.process.kill()  # Telegraf's SIGKILL, or the OOM killer
+        running.process.wait(timeout=30)
+        restarted = run(config, state, lines[:50])
+        assert restarted.returncode == 0
+        assert b"in use by another" not in restarted.stderr
+        assert parse(state.read_bytes())["processed"] >= 50  # the restarted one saved
+        deadline = time.monotonic() + 30
+        while _alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(orphan), "the save outlived the processor that started it"
+    finally:
+        if orphan is not None and _alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+        if running.process.poll() is None:
+            running.process.kill()
+
+
+def test_a_state_directory_missing_at_start_is_created_by_a_later_save(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "not-yet" / "state.msgpack"
+    first = run(config, state, small_lines(300))
+    assert first.returncode == 0
+    assert b"W! cannot lock state file" in first.stderr
+    assert parse(state.read_bytes())["processed"] == 300
+    resumed = run(config, state, small_lines(10))
+    assert b"I! restored 3 series" in resumed.stderr
