@@ -485,10 +485,14 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
 def _restore_series(
     detector: Detector, saved: Mapping[str, Any], features: tuple[str, ...]
 ) -> None:
+    key = (saved["measurement"], tuple(tuple(pair) for pair in saved["tags"]))
+    inputs = tuple(saved.get("inputs") or features)
+    footprint = detector.footprint_of(key, len(inputs), len(features))
+    if not detector.make_room(footprint):  # limits.memory_mb: the most recent series stay
+        return
     engine = detector.engine(features)
     masses = engine.new_masses()
     engine.import_masses(masses, saved["masses"])  # type: ignore[attr-defined]
-    key = (saved["measurement"], tuple(tuple(pair) for pair in saved["tags"]))
     series = Series(
         key=key,
         features=features,
@@ -501,8 +505,8 @@ def _restore_series(
         complete=bool(saved["complete"]),
         alert=AlertState(**saved["alert"]),
         last_seen=saved["last_seen"],
+        footprint=footprint,
     )
-    inputs = tuple(saved.get("inputs") or features)
     series.inputs = features if inputs == features else inputs
     if saved.get("derived"):
         series.derived = DerivedState(detector.config.derived, series.inputs)
@@ -518,7 +522,7 @@ def _restore_series(
         )
     episode = saved.get("episode") or [False, 0]  # snapshots of 0.1 had no episodes
     series.in_episode, series.calm = bool(episode[0]), int(episode[1])
-    detector.series[key] = series
+    detector.adopt(series)
 
 
 def forget(path: Path, match: Mapping[str, str]) -> int:
@@ -716,6 +720,7 @@ class StateStore:
         for series in detector.series.values():  # anything a failed restore left behind
             detector.engine(series.features).release(series.masses)
         detector.series.clear()
+        detector.footprint = 0
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
             os.replace(self.path, aside)
