@@ -188,6 +188,10 @@ def _forget_series(path: str, matches: list[str], log: Log) -> int:
     except (OSError, StateError) as error:
         log.error(f"forget-series: {path}: {error}")
         return 1
+    if not removed:
+        shown = " ".join(f"{tag}={value}" for tag, value in pairs)
+        log.error(f"forget-series: no series in {path} matches {shown}; nothing changed")
+        return 1
     log.info(f"forgot {removed} series; they start fresh on the next run")
     return EXIT_OK
 

@@ -34,6 +34,7 @@ __all__ = [
     "AlertsConfig",
     "Config",
     "DetectionConfig",
+    "LimitsConfig",
     "LogConfig",
     "ModelConfig",
     "OutputConfig",
@@ -41,6 +42,8 @@ __all__ = [
     "StateConfig",
     "load_config",
     "parse_config",
+    "series_bytes",
+    "trees_bytes",
 ]
 
 ENGINES = ("hst", "river")
@@ -140,6 +143,20 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Memory bounds in bytes, beside ``max_series`` (a count): series differ in size."""
+
+    memory_mb: int = 2048
+    """MiB for the trees and the series' state (leaf counts, warm-up buffers, keys), as
+    estimated by :func:`trees_bytes` and :func:`series_bytes`. A configuration whose trees and
+    one series cannot fit is refused at start; at run time the least recently seen series are
+    forgotten, with a warning, to stay within it."""
+    max_key_bytes: int = 4096
+    """A series whose key (measurement and ``group_by`` tag values, in UTF-8) is longer is not
+    modelled: its metrics pass through unscored, with a counted warning."""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     repeat_interval: float = 60.0
@@ -206,6 +223,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def uses_context(self) -> bool:
@@ -280,7 +298,9 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         log=_log(document.get("log", {})),
         alerts=_alerts(document.get("alerts", {}), resolve=detection.episode_end),
         state=_state(document.get("state", {})),
+        limits=_limits(document.get("limits", {})),
     )
+    _check_memory(config)
     if config.alerts.resolve_threshold > config.detection.threshold:
         raise ConfigError(
             "alerts.resolve_threshold",
@@ -473,6 +493,77 @@ def _state(section: Any) -> StateConfig:
     )
 
 
+def _limits(section: Any) -> LimitsConfig:
+    _require_mapping(section, "limits")
+    _reject_unknown(section, LimitsConfig, "limits")
+    return LimitsConfig(
+        memory_mb=_integer(section, "memory_mb", LimitsConfig.memory_mb, 16, 2**24, "limits"),
+        max_key_bytes=_integer(
+            section, "max_key_bytes", LimitsConfig.max_key_bytes, 64, 10_000_000, "limits"
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: estimates on the generous side, so that what is accepted fits.
+
+MIB = 1 << 20
+_BRANCH_BYTES = 64  # per tree node: split feature and threshold, and their lists for the walk
+_BOX_BYTES = 16  # per leaf and feature: a leaf's cell (two floats), for explanations
+_LEAF_BYTES = 16  # per series and leaf: live and reference counts, and the leaf's score sum
+_RIVER_LEAF_BYTES = 1000  # river keeps each series' every node as Python objects
+_ROW_BYTES = 64  # a Python list of a warm-up row, without its floats
+_FLOAT_BYTES = 32  # a float in a Python list: its object and the pointer to it
+_SERIES_BYTES = 8192  # the calibration histogram, context statistics, alert state, objects
+_KEY_COPIES = 3  # a key is held in the series, its key tuple and the lookup cache
+
+
+def trees_bytes(model: ModelConfig, n_features: int) -> int:
+    """The tree structure one feature set shares across its series."""
+    leaves = model.n_trees << model.height  # about as many branches as leaves
+    return leaves * (_BRANCH_BYTES + _BOX_BYTES * n_features)
+
+
+def series_bytes(model: ModelConfig, n_inputs: int, n_features: int, key_bytes: int) -> int:
+    """One series at its largest: its leaf counts, a full warm-up buffer (raw fields gathered
+    for the context fit, or features for learned limits), its other state and its key."""
+    leaves = model.n_trees << model.height
+    per_leaf = _RIVER_LEAF_BYTES if model.engine == "river" else _LEAF_BYTES
+    warmup = _warmup_bytes(model, n_inputs, n_features)
+    return leaves * per_leaf + warmup + _SERIES_BYTES + _KEY_COPIES * key_bytes
+
+
+def _warmup_bytes(model: ModelConfig, n_inputs: int, n_features: int) -> int:
+    return model.window_size * (_ROW_BYTES + _FLOAT_BYTES * max(n_inputs, n_features))
+
+
+def _check_memory(config: Config) -> None:
+    """Refuse at start a model whose trees and one series cannot fit in ``limits.memory_mb``
+    (else it would crash at the first metric, and Telegraf restart it in a loop). Fields not
+    listed count as one, the least a series has."""
+    model, budget = config.model, config.limits.memory_mb * MIB
+    n_inputs = len(config.features) or 1
+    n_features = 2 * n_inputs if config.uses_context else len(config.model_features()) or 1
+    trees = trees_bytes(model, n_features)
+    one = series_bytes(model, n_inputs, n_features, 0)
+    if trees + one <= budget:
+        return
+    # Name the size that weighs most: the window (warm-up buffers) or the trees.
+    warmup = _warmup_bytes(model, n_inputs, n_features)
+    key = "model.window_size" if 2 * warmup > trees + one else "model.height"
+    raise ConfigError(
+        key,
+        f"{model.n_trees} trees of height {model.height} and a window of {model.window_size} "
+        f"need about {_mebibytes(trees + one)} for the trees and one series, more than "
+        f"limits.memory_mb allows ({config.limits.memory_mb} MiB); lower model.height, "
+        "model.n_trees or model.window_size, or raise limits.memory_mb",
+    )
+
+
+def _mebibytes(size: int) -> str:
+    return f"{size / MIB:,.0f} MiB" if size < 10 * 1024 * MIB else f"{size / 1024 / MIB:,.0f} GiB"
+
+
 def _text(section: Mapping[str, Any], name: str, default: str, prefix: str) -> str:
     value = section.get(name, default)
     if value is None:
@@ -618,12 +709,56 @@ def _names(section: Mapping[str, Any], name: str, default: Any, prefix: str = ""
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(value: Any, environ: Mapping[str, str], key: str) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, environ, _path(key, str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, environ, f"{key}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
+# YAML aliases let a small file describe a huge document (a "billion laughs" bomb of nested
+# aliases, or an alias that contains itself). The loader shares the aliased objects, but every
+# walk over the document expands them, so the walk below is bounded: far beyond any real config.
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+MAX_TEXT = 1 << 20  # characters of text, after ${ENV} substitution
+
+
+def _interpolate(document: Any, environ: Mapping[str, str], key: str) -> Any:
+    """The document with ``${ENV}`` references substituted, expanded within the bounds."""
+    return _Expansion(environ).walk(document, key, 0)
+
+
+@dataclass
+class _Expansion:
+    environ: Mapping[str, str]
+    values: int = 0
+    text: int = 0
+
+    def walk(self, value: Any, key: str, depth: int, substitute: bool = True) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise ConfigError(
+                "", f"the config expands to more than {MAX_VALUES:,} values (a YAML alias bomb?)"
+            )
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                key, f"nested deeper than {MAX_DEPTH} levels (a YAML alias inside itself?)"
+            )
+        if isinstance(value, dict):
+            return {
+                k: self.walk(v, _path(key, str(k)), depth + 1, substitute) for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.walk(v, f"{key}[{i}]", depth + 1, substitute) for i, v in enumerate(value)]
+        if not isinstance(value, str) or not substitute:
+            return value
+        result = _substitute(value, self.environ, key)
+        self.text += len(result) if isinstance(result, str) else len(value)
+        if self.text > MAX_TEXT:
+            raise ConfigError(
+                key, f"the config's text expands to more than {MAX_TEXT:,} characters"
+            )
+        if isinstance(result, dict | list):  # YAML read from a variable: bounded alike, as is
+            return self.walk(result, key, depth, substitute=False)
+        return result
+
+
+def _substitute(value: str, environ: Mapping[str, str], key: str) -> Any:
+    if "${" not in value:
         return value
 
     def substitute(match: re.Match[str]) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 
 from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
 from hst_processor.calibration import calibrated_score
-from hst_processor.config import Config
+from hst_processor.config import MIB, Config, series_bytes
 from hst_processor.context import LIMIT, ContextFeatures, context_names, unsquash
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, make_engine
@@ -45,7 +45,9 @@ from hst_processor.scaling import fixed_limits, learned_limits, scale
 __all__ = ["Counters", "Detector", "SeriesKey", "Verdict", "describe_series"]
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+# The lookup cache from a metric's series text to its key: bounded in entries and in text.
 _KEY_CACHE_LIMIT = 100_000
+_KEY_CACHE_TEXT = 16 * MIB
 
 
 class Verdict(NamedTuple):
@@ -66,6 +68,7 @@ class Counters:
     already_scored: int = 0
     non_numeric: int = 0
     evicted: int = 0
+    key_too_long: int = 0  # metrics whose series key exceeds limits.max_key_bytes
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Series:
     rarity: RarityState | None = None  # the score's calibration (``rarity``)
     in_episode: bool = False  # the tag: an episode opened at the threshold and not yet ended
     calm: int = 0  # in an episode: metrics in a row below the episode's end level
+    footprint: int = 0  # estimated bytes at its largest (see config.series_bytes)
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -127,6 +131,9 @@ class Detector:
         self._engines: dict[tuple[str, ...], Engine] = {}
         self._released: list[Series] = []
         self._keys: dict[str, SeriesKey] = {}
+        self._keys_text = 0  # characters of series text in ``_keys``
+        self._budget = config.limits.memory_mb * MIB
+        self.footprint = 0  # estimated bytes of every live series
         self._scored_measurements = frozenset(config.measurements)
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
@@ -223,9 +230,13 @@ class Detector:
             else:
                 tags = tuple((name, metric.tags.get(name, "")) for name in group_by)
             key = (metric.measurement, tags)
-            if len(self._keys) >= _KEY_CACHE_LIMIT:
+            if len(series_text) > self.config.limits.max_key_bytes:
+                return key  # not cached: such a key is not modelled anyway, or is short
+            if len(self._keys) >= _KEY_CACHE_LIMIT or self._keys_text >= _KEY_CACHE_TEXT:
                 self._keys.clear()
+                self._keys_text = 0
             self._keys[series_text] = key
+            self._keys_text += len(series_text)
         return key
 
     def _series_for(self, metric: Metric) -> Series | None:
@@ -247,16 +258,20 @@ class Detector:
             return None
         raw = tuple(sorted(features))
         features = self.model_features_for(raw)
-        context = ContextFeatures(raw, fit=self.context_fit) if self.config.uses_context else None
-        if len(self.series) >= self.config.max_series:
-            evicted, forgotten = self.series.popitem(last=False)
-            self._released.append(forgotten)
-            self.counters.evicted += 1
+        key_bytes = _key_bytes(key)
+        if key_bytes > self.config.limits.max_key_bytes:
+            self.counters.key_too_long += 1
             self.log.warn_repeated(
-                "evicted",
-                f"max_series={self.config.max_series} reached: forgot the least recently seen "
-                f"series {describe_series(evicted)}",
+                "key-too-long",
+                f"a series key of {key_bytes} bytes is longer than limits.max_key_bytes="
+                f"{self.config.limits.max_key_bytes}: not modelled, passed through "
+                f"({describe_series(key)[:120]}...)",
             )
+            return None
+        footprint = self.footprint_of(key, len(raw), len(features))
+        if not self.make_room(footprint):
+            return None
+        context = ContextFeatures(raw, fit=self.context_fit) if self.config.uses_context else None
         series = Series(
             key=key,
             features=features,
@@ -272,8 +287,47 @@ class Detector:
             series.high = np.full(len(features), LIMIT)
         elif self.config.scaling.mode == "fixed":
             series.low, series.high = fixed_limits(features, self.config.scaling.limits)
-        self.series[key] = series
+        series.footprint = footprint
+        self.adopt(series)
         return series
+
+    def make_room(self, footprint: int) -> bool:
+        """Forget the least recently seen series until one more of ``footprint`` bytes fits
+        both ``max_series`` and ``limits.memory_mb``; False (with a warning) if it never can."""
+        if footprint > self._budget:
+            self.log.warn_repeated(
+                "series-too-big",
+                f"a series would need about {footprint // MIB} MiB, more than limits.memory_mb="
+                f"{self.config.limits.memory_mb}: not modelled, passed through",
+            )
+            return False
+        while self.series and (
+            len(self.series) >= self.config.max_series or self.footprint + footprint > self._budget
+        ):
+            bound = (
+                f"max_series={self.config.max_series}"
+                if len(self.series) >= self.config.max_series
+                else f"limits.memory_mb={self.config.limits.memory_mb}"
+            )
+            evicted, forgotten = self.series.popitem(last=False)
+            self.footprint -= forgotten.footprint
+            self._released.append(forgotten)
+            self.counters.evicted += 1
+            self.log.warn_repeated(
+                "evicted",
+                f"{bound} reached: forgot the least recently seen series "
+                f"{describe_series(evicted)}",
+            )
+        return True
+
+    def footprint_of(self, key: SeriesKey, n_inputs: int, n_features: int) -> int:
+        """The bytes a series may come to hold (see :func:`~hst_processor.config.series_bytes`)."""
+        return series_bytes(self.config.model, n_inputs, n_features, _key_bytes(key))
+
+    def adopt(self, series: Series) -> None:
+        """Add a new (or restored) series, with room made for it, as the most recently seen."""
+        self.series[series.key] = series
+        self.footprint += series.footprint
 
     def model_features_for(self, raw: tuple[str, ...]) -> tuple[str, ...]:
         """What the trees see for a series whose fields read are ``raw`` (sorted)."""
@@ -545,6 +599,12 @@ class Detector:
         series.low, series.high = low, high
         engine.learn_many(series.masses, scale(warmup, low, high))
         series.warmup_rows = []
+
+
+def _key_bytes(key: SeriesKey) -> int:
+    measurement, tags = key
+    text = measurement + "".join(name + value for name, value in tags)
+    return len(text.encode("utf-8", "surrogateescape"))
 
 
 def describe_series(key: SeriesKey) -> str:

@@ -102,8 +102,8 @@ class Processor:
         self._feature_prefix = (
             f",{escape_field_key(output.feature_field)}=" if output.feature_field else ""
         )
-        if state is not None and state.acquire():
-            self._restored = state.load_into(self.detector)
+        if state is not None:
+            self._restored = state.start(self.detector)
 
     @property
     def stalled(self) -> bool:

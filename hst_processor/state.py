@@ -10,32 +10,39 @@ stream stopped and resumed give exactly the scores and tags of the same stream r
 * **Periodic saves** happen in a forked child, which serializes its copy-on-write view of the
   state while the parent goes on reading metrics: a save never delays the stdin path. The final
   save, on EOF or SIGTERM, is done in place, after the last output is flushed.
-* **One writer**: an exclusive ``flock`` on ``FILE.lock``. A second process (Telegraf runs
-  processors twice when aggregators are configured) warns and runs without persisting.
+* **One writer**: a POSIX record lock (``lockf``) on ``FILE.lock``. It belongs to this process
+  alone: a forked save does not inherit it, and the kernel drops it when the process dies. A
+  save child dies with its parent. A second process (Telegraf runs processors twice when
+  aggregators are configured) warns and runs without persisting.
 * **Failures lose nothing that can be kept**: a missing file starts fresh quietly; a truncated,
-  corrupt or unknown-version file is moved aside (``FILE.corrupt-<time>``) with one warning; a
-  changed model configuration restarts the affected series with a warning that says why; a
-  failed save (disk full, directory not writable) warns and is retried at the next interval.
+  corrupt, unknown-version or wrongly shaped file is moved aside (``FILE.corrupt-<time>``) with
+  one warning; a changed model configuration restarts the affected series with a warning that
+  says why; a failed save (disk full, directory missing or not writable, lock not taken for
+  such a reason) warns and is retried at the next interval.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
+import math
 import os
+import secrets
 import signal
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgpack
 import numpy as np
 
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
-from hst_processor.context import ContextFeatures
+from hst_processor.context import ContextFeatures, context_names
 from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
@@ -57,6 +64,8 @@ FORMAT = "hst-processor-state"
 VERSION = 1
 # Exit codes of a forked save, so the parent can say what went wrong.
 _SAVE_FAILED = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+_TEMPORARY = ".tmp."  # between the file's name and a unique part: a save's temporary file
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class StateError(HstProcessorError):
@@ -140,9 +149,284 @@ def parse(data: bytes) -> dict[str, Any]:
         raise StateError("not an hst-processor snapshot")
     if document.get("version") != VERSION:
         raise StateError(f"snapshot format version {document.get('version')!r} is not {VERSION}")
-    if not isinstance(document.get("series"), list) or not isinstance(document.get("model"), dict):
-        raise StateError("the snapshot is incomplete")
+    validate(document)
     return document
+
+
+# ---------------------------------------------------------------------------------------------
+# The snapshot's shape. A file that decodes is not yet one this code can load: a series without
+# a field, an extra key, short leaf counts or a number where a list belongs must be refused
+# here, with the place named, and never reach the restore (where it would crash the start and,
+# the file being kept, every restart after it).
+
+_TOP = {"format", "version", "saved_at", "processed", "model", "series"}
+# The model section, with the ranges config.py accepts.
+_MODEL = {
+    "n_trees": (1, 1000),
+    "height": (1, 20),
+    "window_size": (2, 1_000_000),
+    "seed": (0, 2**63 - 1),
+}
+_SERIES = {
+    *("measurement", "tags", "features", "scaling", "last_values", "low", "high"),
+    *("warmup_rows", "anomalous_run", "complete", "alert", "last_seen", "masses"),
+}
+# Not written by 0.1, so a file without them still loads.
+_SERIES_OPTIONAL = frozenset({"inputs", "derived", "context", "rarity", "episode"})
+_MASSES = {"counter", "first_window", "windows", "dtype", "live", "reference"}
+_COUNT_DTYPES = ("uint8", "uint16", "int32")  # what export_masses writes
+_DERIVED = {"specs", "previous", "history", "fit_points", "lines"}
+_CONTEXT = {"fields", "pending", "fitted", "arrays"}
+_CONTEXT_VECTORS = [
+    "center",
+    "half_range",
+    "floor",
+    "level",
+    "usual",
+    "mean",
+    "spread",
+    "residual_spread",
+]
+_RARITY = {"counts", "total", "weight", "seen", "tail"}
+_INT64 = 2**63
+
+
+def validate(document: Mapping[str, Any]) -> None:
+    """Check that a decoded snapshot has exactly the shape :func:`snapshot` writes; raise
+    :class:`StateError` naming the first place where it does not."""
+    _keys(document, "snapshot", _TOP)
+    _number(document["saved_at"], "saved_at")
+    _integer(document["processed"], "processed", 0, _INT64)
+    model = _keys(document["model"], "model", set(_MODEL))
+    for name, (low, high) in _MODEL.items():
+        _integer(model[name], f"model.{name}", low, high)
+    series_list = document["series"]
+    if not isinstance(series_list, list):
+        raise StateError(f"series: expected a list, got {_kind(series_list)}")
+    first_of: dict[tuple[Any, ...], int] = {}
+    for index, saved in enumerate(series_list):
+        _series(saved, f"series[{index}]", model)
+        key = (saved["measurement"], *map(tuple, saved["tags"]))
+        if first_of.setdefault(key, index) != index:
+            raise StateError(f"series[{index}]: the same series as series[{first_of[key]}]")
+
+
+def _series(saved: Any, where: str, model: Mapping[str, int]) -> None:
+    _keys(saved, where, _SERIES, _SERIES_OPTIONAL)
+    _text(saved["measurement"], f"{where}.measurement")
+    tags = _list(saved["tags"], f"{where}.tags")
+    for position, pair in enumerate(tags):
+        pair = _list(pair, f"{where}.tags[{position}]", length=2)
+        for part in pair:
+            _text(part, f"{where}.tags[{position}]")
+    features = _names(saved["features"], f"{where}.features")
+    if not features:
+        raise StateError(f"{where}.features: empty")
+    inputs = _names(saved.get("inputs") or features, f"{where}.inputs")
+    _scaling(saved["scaling"], f"{where}.scaling")
+    last_values = _list(saved["last_values"], f"{where}.last_values", length=len(inputs))
+    for position, value in enumerate(last_values):
+        if value is not None:
+            _number(value, f"{where}.last_values[{position}]")
+    if (saved["low"] is None) != (saved["high"] is None):
+        raise StateError(f"{where}: low and high must both be set or both be empty")
+    for name in ("low", "high"):
+        if saved[name] is not None:
+            _numbers(saved[name], f"{where}.{name}", len(features), finite=True)
+    window = model["window_size"]
+    rows = _list(saved["warmup_rows"], f"{where}.warmup_rows")
+    if len(rows) >= window:  # the window's last row freezes the limits: never saved full
+        raise StateError(f"{where}.warmup_rows: {len(rows)} rows, a window is {window}")
+    for position, row in enumerate(rows):
+        _numbers(row, f"{where}.warmup_rows[{position}]", len(features))
+    _integer(saved["anomalous_run"], f"{where}.anomalous_run", 0, _INT64)
+    _boolean(saved["complete"], f"{where}.complete")
+    _alert(saved["alert"], f"{where}.alert")
+    if saved["last_seen"] is not None:
+        _integer(saved["last_seen"], f"{where}.last_seen", -_INT64, _INT64)
+    _masses(saved["masses"], f"{where}.masses", model)
+    if saved.get("derived") is not None:
+        _derived(saved["derived"], f"{where}.derived")
+    if saved.get("context") is not None:
+        _context(saved["context"], f"{where}.context", inputs, features, window)
+    if saved.get("rarity") is not None:
+        _rarity(saved["rarity"], f"{where}.rarity")
+    if saved.get("episode") is not None:
+        episode = _list(saved["episode"], f"{where}.episode", length=2)
+        _boolean(episode[0], f"{where}.episode[0]")
+        _integer(episode[1], f"{where}.episode[1]", 0, _INT64)
+
+
+def _scaling(saved: Any, where: str) -> None:
+    _keys(saved, where, {"mode", "margin", "limits"})
+    _text(saved["mode"], f"{where}.mode")
+    if saved["margin"] is not None:
+        _number(saved["margin"], f"{where}.margin")
+    limits = _keys(saved["limits"], f"{where}.limits", set(), any_text=True)
+    for name, pair in limits.items():
+        _numbers(pair, f"{where}.limits.{name}", 2)
+
+
+def _alert(saved: Any, where: str) -> None:
+    # The kinds follow AlertState's defaults: a count, a flag, a time, or a time not yet set.
+    defaults = asdict(AlertState())
+    _keys(saved, where, set(defaults))
+    for name, default in defaults.items():
+        value = saved[name]
+        if isinstance(default, bool):
+            _boolean(value, f"{where}.{name}")
+        elif isinstance(default, int):
+            _integer(value, f"{where}.{name}", 0, _INT64)
+        elif default is not None or value is not None:
+            _number(value, f"{where}.{name}")
+
+
+def _masses(saved: Any, where: str, model: Mapping[str, int]) -> None:
+    _keys(saved, where, _MASSES)
+    _integer(saved["counter"], f"{where}.counter", 0, model["window_size"] - 1)
+    _boolean(saved["first_window"], f"{where}.first_window")
+    _integer(saved["windows"], f"{where}.windows", 0, _INT64)
+    dtype = saved["dtype"]
+    if dtype not in _COUNT_DTYPES:
+        raise StateError(f"{where}.dtype: expected one of {', '.join(_COUNT_DTYPES)}, "
+                         f"got {_kind(dtype)}")  # fmt: skip
+    # One count per leaf of every tree: the length follows from the model section.
+    expected = model["n_trees"] * (1 << model["height"]) * np.dtype(dtype).itemsize
+    for name in ("live", "reference"):
+        counts = saved[name]
+        if not isinstance(counts, bytes):
+            raise StateError(f"{where}.{name}: expected bytes, got {_kind(counts)}")
+        if len(counts) != expected:
+            raise StateError(f"{where}.{name}: {len(counts)} bytes, expected {expected}")
+
+
+def _derived(saved: Any, where: str) -> None:
+    _keys(saved, where, _DERIVED)
+    specs = _list(saved["specs"], f"{where}.specs")
+    for position, spec in enumerate(specs):
+        _keys(spec, f"{where}.specs[{position}]", {"name", "kind", "field", "of", "window", "fit"})
+    count = len(specs)
+    for position, value in enumerate(_list(saved["previous"], f"{where}.previous", count)):
+        if value is not None:
+            _number(value, f"{where}.previous[{position}]")
+    for position, values in enumerate(_list(saved["history"], f"{where}.history", count)):
+        _numbers(values, f"{where}.history[{position}]")
+    for position, points in enumerate(_list(saved["fit_points"], f"{where}.fit_points", count)):
+        for at, point in enumerate(_list(points, f"{where}.fit_points[{position}]")):
+            _numbers(point, f"{where}.fit_points[{position}][{at}]", 2)
+    for position, line in enumerate(_list(saved["lines"], f"{where}.lines", count)):
+        if line is not None:
+            _numbers(line, f"{where}.lines[{position}]", 3)
+
+
+def _context(saved: Any, where: str, inputs: list[str], features: list[str], window: int) -> None:
+    _keys(saved, where, _CONTEXT)
+    if _names(saved["fields"], f"{where}.fields") != inputs:
+        raise StateError(f"{where}.fields: not the series' inputs")
+    if list(context_names(inputs)) != features:
+        raise StateError(f"{where}: the series' features are not its context features")
+    width = len(inputs)
+    pending = _list(saved["pending"], f"{where}.pending")
+    if len(pending) > window:  # the fit takes a window's metrics
+        raise StateError(f"{where}.pending: {len(pending)} rows, more than a window ({window})")
+    for position, row in enumerate(pending):
+        _numbers(row, f"{where}.pending[{position}]", width)
+    _boolean(saved["fitted"], f"{where}.fitted")
+    arrays = _keys(
+        saved["arrays"],
+        f"{where}.arrays",
+        {*_CONTEXT_VECTORS, "coefficients"},
+    )
+    for name in _CONTEXT_VECTORS:
+        _numbers(arrays[name], f"{where}.arrays.{name}", width)
+    rows = _list(arrays["coefficients"], f"{where}.arrays.coefficients", width)
+    for position, row in enumerate(rows):
+        _numbers(row, f"{where}.arrays.coefficients[{position}]", width)
+
+
+def _rarity(saved: Any, where: str) -> None:
+    _keys(saved, where, _RARITY)
+    fresh = RarityState()
+    _numbers(saved["counts"], f"{where}.counts", len(fresh.counts))
+    _number(saved["total"], f"{where}.total")
+    _number(saved["weight"], f"{where}.weight")
+    _integer(saved["seen"], f"{where}.seen", 0, _INT64)
+    _numbers(saved["tail"], f"{where}.tail", len(fresh.tail))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bytes | str) and len(value) > 40:
+        return f"{type(value).__name__} of length {len(value)}"
+    if isinstance(value, dict | list):
+        return type(value).__name__
+    return f"{type(value).__name__} {value!r}"
+
+
+def _keys(
+    value: Any,
+    where: str,
+    required: set[str],
+    optional: frozenset[str] = frozenset(),
+    any_text: bool = False,
+) -> dict[str, Any]:
+    """A mapping with every ``required`` key and nothing beyond ``optional`` (``any_text``:
+    any text keys at all)."""
+    if not isinstance(value, dict):
+        raise StateError(f"{where}: expected a mapping, got {_kind(value)}")
+    if any_text:
+        for key in value:
+            _text(key, f"{where} key")
+        return value
+    missing = sorted(required - value.keys())
+    if missing:
+        raise StateError(f"{where}: missing {', '.join(missing)}")
+    extra = [key for key in value if key not in required and key not in optional]
+    if extra:
+        raise StateError(f"{where}: unexpected {', '.join(map(repr, extra))}")
+    return value
+
+
+def _list(value: Any, where: str, length: int | None = None) -> list[Any]:
+    if not isinstance(value, list):
+        raise StateError(f"{where}: expected a list, got {_kind(value)}")
+    if length is not None and len(value) != length:
+        raise StateError(f"{where}: {len(value)} items, expected {length}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise StateError(f"{where}: expected text, got {_kind(value)}")
+    return value
+
+
+def _names(value: Any, where: str) -> list[str]:
+    names = _list(value, where)
+    for position, name in enumerate(names):
+        _text(name, f"{where}[{position}]")
+    return names
+
+
+def _boolean(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise StateError(f"{where}: expected true or false, got {_kind(value)}")
+
+
+def _integer(value: Any, where: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise StateError(f"{where}: expected an integer from {low} to {high}, got {_kind(value)}")
+
+
+def _number(value: Any, where: str, finite: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StateError(f"{where}: expected a number, got {_kind(value)}")
+    if finite and not math.isfinite(value):
+        raise StateError(f"{where}: expected a finite number, got {value!r}")
+
+
+def _numbers(value: Any, where: str, length: int | None = None, finite: bool = False) -> None:
+    for position, item in enumerate(_list(value, where, length)):
+        _number(item, f"{where}[{position}]", finite)
 
 
 def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
@@ -161,10 +445,14 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
                 "start fresh"]  # fmt: skip
     fresh_features = fresh_scaling = 0
     derived_specs = [spec.describe() for spec in config.derived]
-    configured = detector.model_features_for(tuple(sorted(config.features)))
+    configured = tuple(sorted(config.features))
+    kept: list[tuple[Mapping[str, Any], tuple[str, ...]]] = []
     for saved in document["series"]:
         features = tuple(saved["features"])
-        if config.features and configured != features:
+        inputs = tuple(saved.get("inputs") or features)
+        # What a series created now from these fields would get: anything else is stale.
+        expected = detector.model_features_for(inputs)
+        if (config.features and inputs != configured) or features != expected:
             fresh_features += 1
             continue
         saved_derived = saved.get("derived")
@@ -177,21 +465,34 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
         if saved["scaling"] != _scaling_for(config, features):
             fresh_scaling += 1
             continue
+        kept.append((saved, features))
+    # The snapshot lists series least recently seen first: keep the most recent ones.
+    dropped = max(0, len(kept) - config.max_series)
+    for saved, features in kept[dropped:]:
         _restore_series(detector, saved, features)
     if fresh_features:
         warnings.append(f"features changed: {fresh_features} series start fresh")
     if fresh_scaling:
         warnings.append(f"scaling changed: {fresh_scaling} series start fresh")
+    if dropped:
+        warnings.append(
+            f"max_series={config.max_series}: forgot the {dropped} least recently seen of "
+            f"{len(kept)} saved series"
+        )
     return warnings
 
 
 def _restore_series(
     detector: Detector, saved: Mapping[str, Any], features: tuple[str, ...]
 ) -> None:
+    key = (saved["measurement"], tuple(tuple(pair) for pair in saved["tags"]))
+    inputs = tuple(saved.get("inputs") or features)
+    footprint = detector.footprint_of(key, len(inputs), len(features))
+    if not detector.make_room(footprint):  # limits.memory_mb: the most recent series stay
+        return
     engine = detector.engine(features)
     masses = engine.new_masses()
     engine.import_masses(masses, saved["masses"])  # type: ignore[attr-defined]
-    key = (saved["measurement"], tuple(tuple(pair) for pair in saved["tags"]))
     series = Series(
         key=key,
         features=features,
@@ -204,8 +505,8 @@ def _restore_series(
         complete=bool(saved["complete"]),
         alert=AlertState(**saved["alert"]),
         last_seen=saved["last_seen"],
+        footprint=footprint,
     )
-    inputs = tuple(saved.get("inputs") or features)
     series.inputs = features if inputs == features else inputs
     if saved.get("derived"):
         series.derived = DerivedState(detector.config.derived, series.inputs)
@@ -221,7 +522,7 @@ def _restore_series(
         )
     episode = saved.get("episode") or [False, 0]  # snapshots of 0.1 had no episodes
     series.in_episode, series.calm = bool(episode[0]), int(episode[1])
-    detector.series[key] = series
+    detector.adopt(series)
 
 
 def forget(path: Path, match: Mapping[str, str]) -> int:
@@ -233,13 +534,17 @@ def forget(path: Path, match: Mapping[str, str]) -> int:
         if not all(dict(map(tuple, saved["tags"])).get(k) == v for k, v in match.items())
     ]
     removed = len(document["series"]) - len(kept)
-    document["series"] = kept
-    write_atomic(path, msgpack.packb(document, use_bin_type=True))
+    if removed:
+        document["series"] = kept
+        write_atomic(path, msgpack.packb(document, use_bin_type=True))
     return removed
 
 
 def _utc(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):  # a time no calendar shows
+        return f"{seconds!r} s after 1970"
 
 
 def describe(document: Mapping[str, Any], window_size: int | None = None) -> str:
@@ -276,13 +581,13 @@ def describe(document: Mapping[str, Any], window_size: int | None = None) -> str
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a reader, or a crash, sees the old or the new
     file, never a mix."""
-    temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    descriptor, temporary = _create_temporary(path)
     try:
-        with open(temporary, "wb") as handle:
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, path)  # renames the name itself: a link at ``path`` is replaced
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -293,6 +598,31 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path`` that this call created itself. Anyone who can write to the
+    directory could plant a symbolic link at a name we are about to open; ``O_EXCL`` refuses
+    any existing name (a link included, and ``O_NOFOLLOW`` says so twice), and a random part
+    makes the name unguessable, so the write can never land in a file elsewhere."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        temporary = path.with_name(f"{path.name}{_TEMPORARY}{os.getpid()}.{secrets.token_hex(8)}")
+        try:
+            return os.open(temporary, flags, 0o666), temporary  # the umask applies, as for open()
+        except FileExistsError:
+            continue  # a name taken (by chance or on purpose): draw another
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this forked save when its parent dies. An orphaned save would
+    otherwise go on and replace the snapshot of the processor Telegraf restarted with an
+    older one."""
+    # Not Linux (no prctl): the lock is still released with the parent.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 class StateStore:
     """The snapshot file of one processor: lock, load, periodic and final saves."""
 
@@ -301,30 +631,63 @@ class StateStore:
         self.interval = interval
         self.log = log
         self.enabled = False
-        self._lock_file: IO[bytes] | None = None
+        self._lock_fd: int | None = None
+        self._retry = False  # the lock could not be taken for a reason that may pass
         self._child: int | None = None
         self._last_save = time.monotonic()
 
-    def acquire(self) -> bool:
-        """Take the lock; False (with a warning) if another process holds it."""
+    def start(self, detector: Detector) -> int:
+        """At start: take the lock and restore the snapshot; return how many metrics it had
+        seen. A file another processor holds is left alone; a directory that is missing or
+        not writable still lets a readable snapshot restore, and the saves retry."""
+        if not self.acquire() and not self._retry:
+            return 0
+        return self.load_into(detector)
+
+    def acquire(self, retrying: bool = False) -> bool:
+        """Take the lock; False (with a warning) if another process holds it or the lock file
+        cannot be opened (then later saves retry)."""
+        lock = self.path.with_name(self.path.name + ".lock")
         try:
-            # Held open for the life of the process: the lock lasts as long as the file is open.
-            self._lock_file = open(self.path.with_name(self.path.name + ".lock"), "ab")  # noqa: SIM115
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            if retrying:  # the directory may be missing: create it, as for a first run
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as error:
+            message = f"cannot lock state file {self.path}: {error.strerror}"
+            if retrying:  # counted, printed at most once per log.repeat_interval
+                self.log.warn_repeated("state-lock", f"{message}; still not persisting")
+            else:
+                self.log.warn(f"{message}; not persisting until it can be (retried at each save)")
+            self._retry = True
+            return False
+        try:
+            # A POSIX record lock belongs to this process alone: a forked save does not
+            # inherit it, and the kernel releases it when this process dies, whatever its
+            # children do. (flock's lock belongs to the open file, which a fork shares: an
+            # orphaned save kept it, and the restarted processor never persisted again.)
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             self.log.warn(
                 f"state file {self.path} is in use by another hst-processor: running without "
                 "persisting state (with aggregators, Telegraf runs processors twice; consider "
                 "skip_processors_after_aggregators = true)"
             )
+            self._retry = False  # its owner saves; ours would overwrite its models
             return False
-        except OSError as error:
-            self.log.warn(f"cannot lock state file {self.path}: {error.strerror}; not persisting")
-            return False
-        self.enabled = True
-        for leftover in self.path.parent.glob(self.path.name + ".tmp.*"):
+        self._lock_fd = descriptor  # held open for the life of the process, like the lock
+        self.enabled, self._retry = True, False
+        for leftover in self.path.parent.glob(self.path.name + _TEMPORARY + "*"):
             leftover.unlink(missing_ok=True)  # a save that was killed halfway
+        if retrying:
+            self.log.info(f"state file {self.path}: locked, persisting from now on")
         return True
+
+    def _may_save(self) -> bool:
+        """Whether saves can go on: the lock is ours, or could be taken now."""
+        return self.enabled or (self._retry and self.acquire(retrying=True))
 
     def load_into(self, detector: Detector) -> int:
         """Restore the snapshot, if any; return how many metrics it had seen."""
@@ -337,18 +700,14 @@ class StateStore:
             return 0
         try:
             document = parse(data)
+            warnings = restore(detector, document)
         except StateError as error:
-            aside = self.path.with_name(
-                f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
-            )
-            try:
-                os.replace(self.path, aside)
-                kept = f"kept as {aside.name}"
-            except OSError:
-                kept = "left in place"
-            self.log.warn(f"state file {self.path}: {error}; starting fresh ({kept})")
+            self._set_aside(detector, str(error))
             return 0
-        for warning in restore(detector, document):
+        except Exception as error:  # what validate() let through must not crash every start
+            self._set_aside(detector, f"cannot be restored ({type(error).__name__}: {error})")
+            return 0
+        for warning in warnings:
             self.log.warn(f"state file {self.path}: {warning}")
         self.log.info(
             f"restored {len(detector.series)} series from {self.path} "
@@ -356,16 +715,34 @@ class StateStore:
         )
         return int(document["processed"])
 
+    def _set_aside(self, detector: Detector, reason: str) -> None:
+        """Start fresh from an unusable file, kept beside it for a person to look at."""
+        for series in detector.series.values():  # anything a failed restore left behind
+            detector.engine(series.features).release(series.masses)
+        detector.series.clear()
+        detector.footprint = 0
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+            kept = f"kept as {aside.name}"
+        except OSError:
+            kept = "left in place"
+        self.log.warn(f"state file {self.path}: {reason}; starting fresh ({kept})")
+
     def maybe_save(self, detector: Detector, processed: int) -> None:
         """After a batch: reap a finished save; fork a new one when the interval is up."""
-        if not self.enabled:
+        if not (self.enabled or self._retry):
             return
         self.poll()
         if self._child is not None or time.monotonic() - self._last_save < self.interval:
             return
         self._last_save = time.monotonic()
+        if not self._may_save():
+            return
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: save and leave, touching nothing the parent shares
+            _die_with_parent(parent)
             os._exit(self._save_in_child(detector, processed))
         self._child = pid
 
@@ -398,7 +775,7 @@ class StateStore:
 
     def save_now(self, detector: Detector, processed: int) -> None:
         """The final save, in this process (after the output is flushed)."""
-        if not self.enabled:
+        if not self._may_save():
             return
         self.poll(wait=True)
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,32 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"hst-processor {__version__}"
+
+
+def test_a_model_too_big_for_memory_stops_at_start_not_at_the_first_metric(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {n_trees: 1000, height: 20}\n")
+    script = shutil.which("hst-processor")
+    assert script is not None
+    # The console script, in its own process: a model that is built anyway must not hang this one.
+    result = subprocess.run(
+        [script, "--config", str(config)], input=b"m v=1 1\n", capture_output=True, timeout=60
+    )
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.startswith(b"E! config error: model.height: 1000 trees of height 20")
+    assert b"limits.memory_mb" in result.stderr
+
+
+def test_check_config_refuses_a_yaml_alias_bomb(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 7)]
+    bomb.write_text("\n".join(lines) + "\n")  # a million values once expanded
+    code, _, err = run(["check-config", str(bomb)])
+    assert code == 2
+    assert (
+        err
+        == "E! config error: the config expands to more than 100,000 values (a YAML alias bomb?)\n"
+    )

@@ -186,3 +186,50 @@ def test_empty_file_is_the_defaults(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing set\n")
     assert load_config(empty) == Config()
+
+
+def test_a_model_the_memory_cannot_hold_is_refused_naming_the_key_and_the_size() -> None:
+    message = error_of({"model": {"n_trees": 1000, "height": 20}})
+    assert message.startswith("model.height: 1000 trees of height 20 and a window of 250 need")
+    assert "GiB for the trees and one series, more than limits.memory_mb allows (2048 MiB)" in (
+        message
+    )
+    wide = {"features": [f"f{i}" for i in range(100)], "model": {"window_size": 1_000_000}}
+    assert error_of(wide).startswith("model.window_size: ")  # 100 fields, a million rows each
+    assert parse_config({**wide, "limits": {"memory_mb": 8192}}).limits.memory_mb == 8192
+
+
+def test_limits_have_documented_defaults_and_ranges() -> None:
+    assert (Config().limits.memory_mb, Config().limits.max_key_bytes) == (2048, 4096)
+    assert "limits.max_key_bytes: must be an integer from 64" in error_of(
+        {"limits": {"max_key_bytes": 0}}
+    )
+    assert "limits.memroy_mb: unknown option" in error_of({"limits": {"memroy_mb": 1}})
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, levels):
+        aliases = ", ".join([f"*a{level - 1}"] * 10)
+        lines.append(f"a{level}: &a{level} [{aliases}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_not_expanded(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(7))  # ten million values once expanded
+    with pytest.raises(ConfigError) as caught:
+        load_config(bomb)
+    assert str(caught.value) == (
+        "the config expands to more than 100,000 values (a YAML alias bomb?)"
+    )
+
+
+def test_an_alias_inside_itself_is_refused(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("measurements: &loop [*loop]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(loop)
+    assert caught.value.key.startswith("measurements[0][0]")
+    assert caught.value.reason == "nested deeper than 32 levels (a YAML alias inside itself?)"
+    assert "nested deeper" in error_of({"features": "${LOOP}"}, {"LOOP": "&l [*l]"})

@@ -293,3 +293,31 @@ def test_a_weak_fault_below_the_threshold_is_not_learned_with_a_learn_threshold(
     learned, kept_out = scores(None), scores(0.05)
     assert min(kept_out[-50:]) > 0.1
     assert sum(learned[-50:]) / 50 < sum(kept_out[-50:]) / 50 / 2
+
+
+def test_a_series_key_longer_than_the_limit_is_not_modelled() -> None:
+    detector, stderr = make_detector(limits={"max_key_bytes": 100})
+    long_id = "x" * 200
+    metrics = [parse_metric(f"m,id={long_id} load=1,power=2 1") for _ in range(3)]
+    assert run(detector, [*metrics, normal_metric(random.Random(1))]) == [
+        None, None, None, Verdict("warmup")
+    ]  # fmt: skip
+    assert list(detector.series) == [("m", (("id", "a"),))]
+    assert detector.counters.key_too_long == 3
+    assert stderr.getvalue().count("longer than limits.max_key_bytes=100") == 1  # counted
+    assert all(long_id not in text for text in detector._keys)  # nor kept in the lookup cache
+
+
+def test_series_are_bounded_by_their_bytes_as_well_as_their_count() -> None:
+    # 16 MiB of series with 1 KB keys: far fewer than max_series fit.
+    detector, stderr = make_detector(limits={"memory_mb": 16}, max_series=10_000)
+    tags = "k" * 1000
+    run(detector, [parse_metric(f"m,id={tags}{i} load=1,power=2 1") for i in range(1500)])
+    one = detector.footprint_of(("m", (("id", tags + "0000"),)), 2, 2)
+    assert detector.footprint <= 16 << 20 < detector.footprint + one  # full, within the bound
+    assert 0 < len(detector.series) < 1500
+    assert detector.counters.evicted == 1500 - len(detector.series)
+    assert "W! limits.memory_mb=16 reached: forgot the least recently seen series" in (
+        stderr.getvalue()
+    )
+    assert list(detector.series)[-1] == ("m", (("id", f"{tags}1499"),))  # the most recent stay

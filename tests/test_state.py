@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -354,3 +355,217 @@ def test_forget_series_resets_one_machine(
     result = run(config, state, stream[6_000:6_020])
     out = result.stdout.splitlines()
     assert all((b"anomaly=warmup" in line) == (b"machineID=machine5," in line) for line in out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that decode but are not what this version writes, and the file's neighbours
+
+
+SMALL = "model: {window_size: 20}\nalerts: {enabled: false}\nstate: {interval: 0.1}\n"
+
+
+def small_lines(count: int, series: int = 3) -> list[bytes]:
+    return [f"m,id={i % series} x={i % 7},y={i % 5} {i}\n".encode() for i in range(count)]
+
+
+def damaged(document: dict[str, Any], damage: str) -> dict[str, Any]:
+    """One way a snapshot can decode yet be the wrong shape, applied to its first series."""
+    saved = document["series"][0]
+    if damage == "series without masses":
+        del saved["masses"]
+    elif damage == "extra key":
+        saved["surprise"] = 1
+    elif damage == "short leaf counts":
+        saved["masses"]["live"] = saved["masses"]["live"][:3]
+    elif damage == "unexpected dtype":
+        saved["masses"]["dtype"] = "complex128"
+    elif damage == "tags not a list":
+        saved["tags"] = 5
+    elif damage == "alert with an extra key":
+        saved["alert"]["bogus"] = 1
+    elif damage == "rarity counts as text":
+        saved["rarity"]["counts"] = "x"
+    elif damage == "context array too short":
+        saved["context"]["arrays"]["level"] = [1.0]
+    elif damage == "model size as text":
+        document["model"]["n_trees"] = "ten"
+    elif damage == "series not a mapping":
+        document["series"][0] = 3
+    elif damage == "the same series twice":
+        document["series"].append(saved)
+    return document
+
+
+DAMAGES = [
+    ("series without masses", "series[0]: missing masses"),
+    ("extra key", "series[0]: unexpected 'surprise'"),
+    ("short leaf counts", "series[0].masses.live: 3 bytes, expected 2560"),
+    ("unexpected dtype", "series[0].masses.dtype: expected one of uint8, uint16, int32"),
+    ("tags not a list", "series[0].tags: expected a list"),
+    ("alert with an extra key", "series[0].alert: unexpected 'bogus'"),
+    ("rarity counts as text", "series[0].rarity.counts: expected a list"),
+    ("context array too short", "series[0].context.arrays.level: 1 items, expected 2"),
+    ("model size as text", "model.n_trees: expected an integer from 1 to 1000"),
+    ("series not a mapping", "series[0]: expected a mapping"),
+    ("the same series twice", "series[3]: the same series as series[0]"),
+]
+
+
+def wrong_shape_file(tmp_path: Path, damage: str) -> tuple[Path, Path]:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, small_lines(300)).returncode == 0
+    document = msgpack.unpackb(state.read_bytes(), raw=False)
+    state.write_bytes(msgpack.packb(damaged(document, damage), use_bin_type=True))
+    return config, state
+
+
+@pytest.mark.parametrize(("damage", "named"), DAMAGES, ids=[d for d, _ in DAMAGES])
+def test_a_wrong_shape_file_is_set_aside_and_the_processor_starts_fresh(
+    tmp_path: Path, damage: str, named: str
+) -> None:
+    config, state = wrong_shape_file(tmp_path, damage)
+    result = run(config, state, small_lines(100))
+    assert result.returncode == 0
+    assert b"Traceback" not in result.stderr
+    assert result.stdout == run(config, None, small_lines(100)).stdout  # a fresh start
+    warnings = [line for line in result.stderr.decode().splitlines() if "state file" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("W! ") and named in warnings[0]
+    assert len(list(tmp_path.glob("state.msgpack.corrupt-*"))) == 1
+    assert parse(state.read_bytes())["processed"] == 100  # and it persists again
+
+
+@pytest.mark.parametrize(("damage", "named"), DAMAGES[:4], ids=[d for d, _ in DAMAGES[:4]])
+def test_inspect_and_forget_name_what_is_wrong_without_a_traceback(
+    tmp_path: Path, damage: str, named: str
+) -> None:
+    _, state = wrong_shape_file(tmp_path, damage)
+    script = shutil.which("hst-processor")
+    assert script is not None
+    for argv in (["inspect-state", str(state)], ["forget-series", str(state), "id=1"]):
+        result = subprocess.run([script, *argv], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        assert result.stderr.startswith("E! ") and named in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_forget_series_matching_nothing_says_so_and_exits_1(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, small_lines(60)).returncode == 0
+    before = state.read_bytes()
+    script = shutil.which("hst-processor")
+    assert script is not None
+    result = subprocess.run(
+        [script, "forget-series", str(state), "id=7"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr == f"E! forget-series: no series in {state} matches id=7; nothing changed\n"
+    )
+    assert state.read_bytes() == before
+
+
+def test_a_restored_state_keeps_only_the_most_recently_seen_max_series(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "state.msgpack"
+    assert run(config, state, small_lines(100, series=10)).returncode == 0  # id=9 seen last
+    config.write_text(SMALL + "max_series: 4\n")
+    result = run(config, state, [])
+    assert result.returncode == 0
+    assert b"I! restored 4 series" in result.stderr
+    assert b"W! state file" in result.stderr
+    assert b"max_series=4: forgot the 6 least recently seen of 10 saved series" in result.stderr
+    kept = [(s["measurement"], s["tags"]) for s in parse(state.read_bytes())["series"]]
+    assert kept == [("m", [["id", str(i)]]) for i in (6, 7, 8, 9)]
+
+
+def test_a_planted_link_never_redirects_the_save(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL.replace("interval: 0.1", "interval: 3600"))  # only the final save
+    state = tmp_path / "state.msgpack"
+    victim = tmp_path / "elsewhere" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not yours to overwrite")
+    running = Running(command(config, state))
+    running.write(small_lines(10))
+    running.wait_for_lines(10)  # started, locked, leftovers cleared: the links stay now
+    # Someone who can write to the state directory plants links at every name a save of
+    # this process could predictably use.
+    for name in (f"state.msgpack.tmp.{running.process.pid}", "state.msgpack"):
+        (tmp_path / name).symlink_to(victim)
+    assert running.process.stdin is not None
+    running.process.stdin.close()
+    assert running.process.wait(timeout=30) == 0
+    assert victim.read_bytes() == b"not yours to overwrite"
+    assert not state.is_symlink() and parse(state.read_bytes())["processed"] == 10
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_an_orphaned_save_does_not_keep_the_restarted_processor_from_persisting(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "state.msgpack"
+    # Enough series that a save takes a while, and a save starts every 0.1 s.
+    lines = small_lines(6_000, series=2_000)
+    running = Running(command(config, state))
+    orphan = None
+    try:
+        deadline = time.monotonic() + 120
+        while orphan is None and time.monotonic() < deadline:
+            running.write(lines[:200])
+            for child in _children(running.process.pid):
+                os.kill(child, signal.SIGSTOP)  # a save that hangs, as a save may
+                orphan = child
+        assert orphan is not None, "no periodic save was seen"
+        running.process.kill()  # Telegraf's SIGKILL, or the OOM killer
+        running.process.wait(timeout=30)
+        restarted = run(config, state, lines[:50])
+        assert restarted.returncode == 0
+        assert b"in use by another" not in restarted.stderr
+        assert parse(state.read_bytes())["processed"] >= 50  # the restarted one saved
+        deadline = time.monotonic() + 30
+        while _alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(orphan), "the save outlived the processor that started it"
+    finally:
+        if orphan is not None and _alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+        if running.process.poll() is None:
+            running.process.kill()
+
+
+def test_a_state_directory_missing_at_start_is_created_by_a_later_save(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "not-yet" / "state.msgpack"
+    first = run(config, state, small_lines(300))
+    assert first.returncode == 0
+    assert b"W! cannot lock state file" in first.stderr
+    assert parse(state.read_bytes())["processed"] == 300
+    resumed = run(config, state, small_lines(10))
+    assert b"I! restored 3 series" in resumed.stderr
