@@ -274,7 +274,15 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     """Validate a parsed YAML document into a :class:`Config`."""
     if not isinstance(document, dict):
         raise ConfigError("", f"the config must be a mapping of options, got {_kind(document)}")
-    document = _interpolate(document, os.environ if environ is None else environ, "")
+    expansion = _Expansion(os.environ if environ is None else environ)
+    document = expansion.walk(document, "", 0)
+    try:
+        return _parse_expanded(document)
+    except ConfigError as error:
+        raise expansion.hide_values(error) from None
+
+
+def _parse_expanded(document: dict[str, Any]) -> Config:
     _reject_unknown(document, Config, "")
     model = _model(document.get("model", {}))
     features = _names(document, "features", default=())
@@ -717,16 +725,29 @@ MAX_DEPTH = 32
 MAX_TEXT = 1 << 20  # characters of text, after ${ENV} substitution
 
 
-def _interpolate(document: Any, environ: Mapping[str, str], key: str) -> Any:
-    """The document with ``${ENV}`` references substituted, expanded within the bounds."""
-    return _Expansion(environ).walk(document, key, 0)
-
-
 @dataclass
 class _Expansion:
+    """One walk substituting ``${ENV}`` references, within the bounds above. It remembers
+    which keys took a value from the environment, and those values, so that no error quotes
+    them: a variable may hold a secret (a webhook URL, a token)."""
+
     environ: Mapping[str, str]
     values: int = 0
     text: int = 0
+    keys_from_environment: set[str] = field(default_factory=set)
+    used: set[str] = field(default_factory=set)
+
+    def hide_values(self, error: ConfigError) -> ConfigError:
+        """The error with every value that came from the environment left out."""
+        reason = error.reason
+        key = error.key
+        if any(key == k or key.startswith((f"{k}.", f"{k}[")) for k in self.keys_from_environment):
+            head, got, _ = reason.partition(", got ")
+            reason = head + (", got a value from the environment (not shown)" if got else "")
+        for value in sorted(self.used, key=len, reverse=True):
+            if len(value) >= 4:  # shorter texts are not secrets and would garble the message
+                reason = reason.replace(value, "<a value from the environment>")
+        return ConfigError(key, reason) if reason != error.reason else error
 
     def walk(self, value: Any, key: str, depth: int, substitute: bool = True) -> Any:
         self.values += 1
@@ -746,7 +767,9 @@ class _Expansion:
             return [self.walk(v, f"{key}[{i}]", depth + 1, substitute) for i, v in enumerate(value)]
         if not isinstance(value, str) or not substitute:
             return value
-        result = _substitute(value, self.environ, key)
+        result = _substitute(value, self.environ, key, self.used)
+        if result is not value:
+            self.keys_from_environment.add(key)
         self.text += len(result) if isinstance(result, str) else len(value)
         if self.text > MAX_TEXT:
             raise ConfigError(
@@ -757,13 +780,16 @@ class _Expansion:
         return result
 
 
-def _substitute(value: str, environ: Mapping[str, str], key: str) -> Any:
+def _substitute(value: str, environ: Mapping[str, str], key: str, used: set[str]) -> Any:
+    """``value`` with its references replaced (the same object when it has none); each
+    environment value taken is added to ``used``."""
     if "${" not in value:
         return value
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in environ:
+            used.add(environ[name])
             return environ[name]
         if default is not None:
             return default

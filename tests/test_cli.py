@@ -102,3 +102,32 @@ def test_check_config_refuses_a_yaml_alias_bomb(tmp_path: Path) -> None:
         err
         == "E! config error: the config expands to more than 100,000 values (a YAML alias bomb?)\n"
     )
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "model: {n_trees: '${HOOK}'}",
+        "alerts: {timeout: '${HOOK}'}",
+        "log: {level: 'x${HOOK}x'}",
+        "state: {interval: '${HOOK}'}",
+        "features: [load]\nderived: [{name: d, kind: '${HOOK}', field: load}]",
+    ],
+)
+def test_a_config_error_never_quotes_a_value_from_the_environment(
+    tmp_path: Path, option: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(option + "\n")
+    secret = "https://hooks.slack.com/services/T0SECRET/B0SECRET/XSECRETTOKEN"
+    script = shutil.which("hst-processor")
+    assert script is not None
+    result = subprocess.run(
+        [script, "check-config", str(config)],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "HOOK": secret},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(b"E! config error: ")  # still names the key and the reason
+    assert b"SECRET" not in result.stderr and b"hooks.slack.com" not in result.stderr
