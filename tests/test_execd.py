@@ -39,6 +39,10 @@ def machine_line(i: int, machine: str = "machine1", load: float = 70.0) -> bytes
     ).encode()
 
 
+def with_value(line: bytes, field: bytes, value: bytes) -> bytes:
+    return re.sub(rb"\b" + field + rb"=[^, ]+", field + b"=" + value, line)
+
+
 @pytest.fixture
 def harness() -> ExecdHarness:
     return ExecdHarness(command("--config", str(DEMO_CONFIG))).start()
@@ -137,6 +141,34 @@ def test_open_string_at_the_end_of_input_is_released_after_a_pause() -> None:
     assert ADDED.sub(b"", os.read(process.stdout.fileno(), 1 << 16)) == machine_line(0) + b"\n"
     process.stdin.close()
     assert process.wait(timeout=5) == 0
+
+
+def test_values_at_the_float_limits_keep_the_process_and_its_state_alive(tmp_path: Path) -> None:
+    """Issue 12, class 1: with the demo config a huge value in the residuals' fit raised
+    OverflowError, and the poisoned fit, saved in the state, crashed every restart."""
+    state = tmp_path / "state.msgpack"
+    run = command("--config", str(DEMO_CONFIG), "--state-file", str(state))
+    huge = [b"1e200", b"1.7976931348623157e308", b"-1.7976931348623157e308"]
+    first = [machine_line(i) for i in range(60)]
+    first[10] = with_value(first[10], b"power", huge[0])
+    first[11] = with_value(first[11], b"load", huge[1])
+    before_restart = subprocess.run(
+        run, input=b"\n".join(first) + b"\n", capture_output=True, timeout=60
+    )
+    assert before_restart.returncode == 0, before_restart.stderr[-2000:]
+    assert state.exists()
+    second = [machine_line(i) for i in range(60, 460)]
+    for i, value in zip((200, 201, 300, 301), [*huge, b"1e-300"], strict=True):
+        # After warm-up, and a huge value followed by small ones in the residual's window.
+        second[i] = with_value(second[i], b"power", value)
+    after_restart = subprocess.run(
+        run, input=b"\n".join(second) + b"\n", capture_output=True, timeout=60
+    )
+    assert after_restart.returncode == 0, after_restart.stderr[-2000:]
+    outputs = after_restart.stdout.splitlines(keepends=True)
+    assert [ADDED.sub(b"", line) for line in outputs] == [line + b"\n" for line in second]
+    assert b"anomaly_score=" in outputs[-1]
+    assert b"Traceback" not in after_restart.stderr
 
 
 def test_restart_after_a_crash_starts_with_an_empty_model(harness: ExecdHarness) -> None:
