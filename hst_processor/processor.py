@@ -23,6 +23,7 @@ import errno
 import os
 import select
 import signal
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from hst_processor.detector import Detector, Verdict
 from hst_processor.errors import LineProtocolError
 from hst_processor.lineproto import (
     Metric,
+    MetricSplitter,
     enrich_text,
     escape_field_key,
     escape_tag,
@@ -40,7 +42,6 @@ from hst_processor.lineproto import (
     is_blank,
     is_comment,
     parse_metric,
-    split_metrics,
 )
 from hst_processor.log import Log
 from hst_processor.notify import Notifier
@@ -48,10 +49,13 @@ from hst_processor.state import StateStore
 
 __all__ = ["Processor", "Stats", "serve"]
 
-# How long an open quoted string may wait at the end of the input for the rest of its metric
-# before we treat its first line as a metric of its own (Telegraf writes a metric in one write,
-# so a real continuation arrives at once).
+# How long a metric whose quoted string runs past a newline may hold back the lines after it,
+# counted from when it began to (not from the last byte: a stream that goes on must not extend
+# it), before its first line goes out as a metric of its own. Telegraf writes a metric in one
+# write, so a real continuation arrives at once.
 STALL_SECONDS = 0.2
+# The most text such a metric may hold back: beyond it, the held lines go out as they are.
+MAX_HELD_CHARS = 1 << 20
 READ_SIZE = 1 << 20
 # A preview of a bad metric in a warning; the whole of a 1 MB line helps nobody.
 _PREVIEW = 120
@@ -91,7 +95,7 @@ class Processor:
             config, log, notify=notifier.enqueue if notifier is not None else None
         )
         self.stats = Stats()
-        self._pending = ""
+        self._splitter = MetricSplitter()
         # What we insert is the same for every metric but the score: escape it once.
         output = config.output
         self._tag_texts: dict[str, str] = {}
@@ -108,24 +112,44 @@ class Processor:
     @property
     def stalled(self) -> bool:
         """True when the held-back tail spans a newline: an open quoted string."""
-        return "\n" in self._pending
+        return self._splitter.holds_lines
+
+    @property
+    def held_start(self) -> int:
+        """Where the held-back tail starts, in characters since the start of the stream."""
+        return self._splitter.held_start
 
     def feed(self, text: str) -> str:
-        """Process the complete metrics in ``pending + text``; keep the incomplete rest."""
-        chunks, self._pending = split_metrics(self._pending + text)
-        return self._process(chunks)
+        """Process the metrics ``text`` completes; keep the incomplete rest."""
+        out = self._process(self._splitter.feed(text))
+        if self._splitter.holds_lines and len(self._splitter.held) > MAX_HELD_CHARS:
+            out += self._give_up_held()
+        return out
 
     def release_stalled(self) -> str:
-        """The input stopped inside an open quoted string: let its first line go as a metric
-        of its own and re-read the rest."""
-        first, _, rest = self._pending.partition("\n")
-        self._pending = ""
-        return self._process([first + "\n"]) + self.feed(rest)
+        """The open quoted string did not close in time: its first line goes out as a metric
+        of its own (unparseable) and the lines after it are read afresh."""
+        return self._process([self._splitter.release_first_line()]) + self.feed("")
 
     def finish(self) -> str:
         """End of input: the incomplete tail goes out as it is, as one last metric."""
-        tail, self._pending = self._pending, ""
+        tail = self._splitter.take_held()
         return self._process([tail]) if tail else ""
+
+    def _give_up_held(self) -> str:
+        """A metric held back past MAX_HELD_CHARS: its lines go out as they are, each once,
+        unparsed (parsing it again and again is the work the bound is there to stop)."""
+        lines = self._splitter.release_lines()
+        self.stats.metrics_in += len(lines)
+        self.stats.metrics_out += len(lines)
+        self.stats.unparseable += len(lines)
+        self.log.warn_repeated(
+            "held-too-long",
+            f"a quoted string ran on for {len(lines)} lines and more than {MAX_HELD_CHARS} "
+            f"characters without closing: its lines passed through unchanged, unparsed: "
+            f"{_preview(lines[0])}",
+        )
+        return "".join(lines) + self.feed("")
 
     def _process(self, chunks: list[str]) -> str:
         bodies: list[str] = []
@@ -275,21 +299,24 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
     output = _Output(stdout_fd)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
     stop = _StopSignals()
+    hold = _Hold()
     try:
         while not stop.requested and not output.closed:
-            timeout = STALL_SECONDS if processor.stalled else None
-            ready, _, _ = select.select([stdin_fd, stop.wakeup_fd], [], [], timeout)
+            ready, _, _ = select.select([stdin_fd, stop.wakeup_fd], [], [], hold.timeout())
             stop.drain()
             if stop.requested:
                 break
-            if not ready:
+            if stdin_fd in ready:
+                read_at = time.monotonic()
+                data = os.read(stdin_fd, READ_SIZE)
+                if not data:
+                    break
+                output.write(processor.feed(decoder.decode(data)))
+                hold.after_feed(processor, read_at)
+                processor.after_batch()
+            elif hold.expired():
                 output.write(processor.release_stalled())
-                continue
-            data = os.read(stdin_fd, READ_SIZE)
-            if not data:
-                break
-            output.write(processor.feed(decoder.decode(data)))
-            processor.after_batch()
+                hold.after_release(processor)
         output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
     finally:
         stop.restore()
@@ -300,6 +327,35 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
         log.info(f"received {stop.requested}, stopping")
     log.info(processor.summary())
     return 0
+
+
+class _Hold:
+    """When the metric holding back lines (an open quoted string) began to, and so when its
+    hold ends: a stream that goes on does not extend it."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._start = -1  # the held metric's place in the stream, to tell a new one
+
+    def after_feed(self, processor: Processor, read_at: float) -> None:
+        if not processor.stalled:
+            self.since = None
+        elif self.since is None or processor.held_start != self._start:
+            self.since, self._start = read_at, processor.held_start
+
+    def after_release(self, processor: Processor) -> None:
+        # What the released line held back has waited since the hold began: no fresh hold.
+        if not processor.stalled:
+            self.since = None
+        self._start = processor.held_start
+
+    def timeout(self) -> float | None:
+        if self.since is None:
+            return None
+        return max(0.0, self.since + STALL_SECONDS - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.since is not None and time.monotonic() >= self.since + STALL_SECONDS
 
 
 class _StopSignals:

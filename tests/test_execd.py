@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -9,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -169,6 +172,159 @@ def test_values_at_the_float_limits_keep_the_process_and_its_state_alive(tmp_pat
     assert [ADDED.sub(b"", line) for line in outputs] == [line + b"\n" for line in second]
     assert b"anomaly_score=" in outputs[-1]
     assert b"Traceback" not in after_restart.stderr
+
+
+class RawReader:
+    """Everything the child writes to stdout, as it comes, with when it came: for output a
+    line-protocol reader would itself hold back (an unclosed string)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        self._fd = process.stdout.fileno()
+        self.data = b""
+        self.lines_at: list[float] = []  # when each newline arrived
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while chunk := os.read(self._fd, 1 << 20):
+            self.data += chunk
+            self.lines_at += [time.monotonic()] * chunk.count(b"\n")
+
+    def wait_for_lines(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.lines_at) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(self.lines_at) >= count
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
+
+Started = Callable[..., tuple["subprocess.Popen[bytes]", RawReader]]
+
+
+@pytest.fixture
+def started() -> Iterator[Started]:
+    """Starts the command with the demo config and returns it once it has answered a first
+    line (so no check counts its start-up); kills what is still running at the end."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> tuple[subprocess.Popen[bytes], RawReader]:
+        process = subprocess.Popen(
+            command("--config", str(DEMO_CONFIG), *args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        reader = RawReader(process)
+        assert process.stdin is not None
+        os.write(process.stdin.fileno(), machine_line(0) + b"\n")
+        assert reader.wait_for_lines(1, timeout=60), "the command did not start"
+        return process, reader
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def write_in_background(fd: int, data: bytes) -> None:
+    """Write more than the pipe holds without blocking the test (the child may stop first)."""
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError):
+            os.write(fd, data)
+
+    threading.Thread(target=write, daemon=True).start()
+
+
+UNCLOSED = b'machine_data,machineID=machine1 note="never closed\n'
+
+
+def test_an_unclosed_string_holds_the_stream_briefly_even_while_lines_keep_coming(
+    started: Started,
+) -> None:
+    """Issue 12, class 2: the 0.2 s hold was really "until 0.2 s of silence", so a stream
+    that went on was held back as long as it went on."""
+    process, reader = started()
+    assert process.stdin is not None
+    os.write(process.stdin.fileno(), UNCLOSED)
+    written_at = []
+    for i in range(1, 101):  # 5 s of lines, a new one every 50 ms: never 0.2 s of silence
+        os.write(process.stdin.fileno(), machine_line(i) + b"\n")
+        written_at.append(time.monotonic())
+        time.sleep(0.05)
+    # Generous: the first half of the stream was answered before its end (not at once).
+    assert reader.wait_for_lines(2 + 50, timeout=10)
+    assert reader.lines_at[2 + 50 - 1] < written_at[-1], "output waited for the stream to pause"
+    process.stdin.close()
+    assert process.wait(timeout=10) == 0
+    reader.join()
+    expected = machine_line(0) + b"\n" + UNCLOSED
+    expected += b"".join(machine_line(i) + b"\n" for i in range(1, 101))
+    assert ADDED.sub(b"", reader.data) == expected
+
+
+def test_an_unclosed_string_before_many_lines_costs_no_more_than_the_lines(
+    started: Started,
+) -> None:
+    """Each newline once re-parsed the whole held text: 4,000 lines took 30 s (quadratic)."""
+    process, reader = started()
+    assert process.stdin is not None
+    lines = [machine_line(i) + b"\n" for i in range(1, 4001)]
+    write_in_background(process.stdin.fileno(), UNCLOSED + b"".join(lines))
+    # Generous: the lines themselves take well under a second; the quadratic held text took 30.
+    assert reader.wait_for_lines(2 + 4000, timeout=15), f"{len(reader.lines_at)} lines out"
+    process.stdin.close()
+    assert process.wait(timeout=10) == 0
+    reader.join()
+    expected = machine_line(0) + b"\n" + UNCLOSED + b"".join(lines)
+    assert ADDED.sub(b"", reader.data) == expected
+
+
+def test_a_string_field_with_thousands_of_newlines_is_one_metric_in_linear_time(
+    started: Started,
+) -> None:
+    """A valid metric may hold newlines in a string field; each one re-parsed it all."""
+    process, reader = started()
+    assert process.stdin is not None
+    metric = (
+        b'machine_data,machineID=machine1,provider=Acme note="'
+        + b"a line\n" * 20_000
+        + b'",load=70,power=210,temperature=36,vibration=85 1767225601000000000\n'
+    )
+    write_in_background(process.stdin.fileno(), metric)
+    # Generous: one pass over 140 kB; the re-parse per newline took minutes.
+    assert reader.wait_for_lines(1 + 20_001, timeout=15), f"{len(reader.lines_at)} lines out"
+    process.stdin.close()
+    assert process.wait(timeout=10) == 0
+    reader.join()
+    assert ADDED.sub(b"", reader.data) == machine_line(0) + b"\n" + metric
+    assert reader.data.count(b"anomaly=") == 2  # the long metric was parsed and answered
+
+
+def test_sigterm_while_an_unclosed_string_holds_many_lines_is_honoured_at_once(
+    started: Started,
+) -> None:
+    process, reader = started()
+    assert process.stdin is not None
+    lines = b"".join(machine_line(i) + b"\n" for i in range(1, 4001))
+    os.write(process.stdin.fileno(), UNCLOSED)
+    write_in_background(process.stdin.fileno(), lines)
+    time.sleep(0.1)  # not a bound: only to let some lines be read before the signal
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0
+    reader.join()
+    # Whatever was read was answered, in order, each line once; the rest was never read.
+    received = ADDED.sub(b"", reader.data)
+    sent = machine_line(0) + b"\n" + UNCLOSED + lines
+    assert sent.startswith(received) and received.endswith(b"\n")
 
 
 def test_restart_after_a_crash_starts_with_an_empty_model(harness: ExecdHarness) -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from hst_processor import processor as processor_module
 from hst_processor.config import load_config, parse_config
 from hst_processor.log import Log
 from hst_processor.processor import Processor
@@ -117,3 +118,21 @@ def test_summary_counts_everything() -> None:
     assert "5 metrics in, 5 out, 1 scored" in summary
     assert "2 in warm-up, 1 unparseable" in summary
     assert "1 blank" in summary and "1 series" in summary
+
+
+def test_a_string_held_past_the_bound_lets_its_lines_go_unparsed_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(processor_module, "MAX_HELD_CHARS", 100)
+    stderr = io.StringIO()
+    processor = Processor(parse_config({}), Log(stderr))
+    lines = ['m s="open\n'] + [f"m v={i} {i}\n" for i in range(20)]
+    out = processor.feed("".join(lines[:5]))
+    assert out == "" and processor.stalled  # held, while under the bound
+    out += processor.feed("".join(lines[5:]) + "m v=")
+    assert out == "".join(lines)  # every line once, unchanged: none parsed, none scored
+    assert not processor.stalled
+    assert processor.feed("1 1\n") == "m,anomaly=warmup v=1 1\n"  # the stream goes on
+    assert processor.stats.unparseable == len(lines)
+    assert processor.stats.metrics_in == processor.stats.metrics_out == len(lines) + 1
+    assert "quoted string ran on for" in stderr.getvalue()
