@@ -68,6 +68,7 @@ class Stats:
     metrics_in: int = 0
     metrics_out: int = 0
     unparseable: int = 0
+    cut_off: int = 0  # the input ended inside a metric
     blank: int = 0
     comments: int = 0
     not_utf8: int = 0
@@ -132,9 +133,24 @@ class Processor:
         return self._process([self._splitter.release_first_line()]) + self.feed("")
 
     def finish(self) -> str:
-        """End of input: the incomplete tail goes out as it is, as one last metric."""
+        """End of input (EOF or a stop signal): the lines an open string held go out as when
+        its hold ends. Text after the last newline was cut off mid-metric (Telegraf ends each
+        one with a newline; a half-read line has no timestamp and maybe half a value): it goes
+        out exactly as it came, neither scored nor learned."""
+        out = ""
+        while self._splitter.holds_lines:
+            out += self.release_stalled()
         tail = self._splitter.take_held()
-        return self._process([tail]) if tail else ""
+        if tail:
+            self.stats.metrics_in += 1
+            self.stats.metrics_out += 1
+            self.stats.cut_off += 1
+            self.log.warn_repeated(
+                "cut-off",
+                f"the input ended inside a metric (no newline): passed through unchanged, "
+                f"not scored: {_preview(tail)}",
+            )
+        return out + tail
 
     def _give_up_held(self) -> str:
         """A metric held back past MAX_HELD_CHARS: its lines go out as they are, each once,
@@ -247,7 +263,7 @@ class Processor:
             f"hst-processor: {stats.metrics_in} metrics in, {stats.metrics_out} out, "
             f"{counters.scored} scored, {counters.anomalous} anomalous, "
             f"{counters.warmup} in warm-up, {stats.unparseable} unparseable, "
-            f"{stats.not_utf8} not UTF-8, {stats.blank} blank, "
+            f"{stats.not_utf8} not UTF-8, {stats.blank} blank, {stats.cut_off} cut off, "
             f"{counters.not_scored} missing features, {counters.non_numeric} non-numeric, "
             f"{counters.already_scored} already scored, {len(self.detector.series)} series, "
             f"{counters.evicted} evicted{alerts}"
@@ -317,6 +333,9 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
             elif hold.expired():
                 output.write(processor.release_stalled())
                 hold.after_release(processor)
+        if stop.requested and not output.closed:
+            # What Telegraf wrote before the signal is in hand too: take what is there now.
+            output.write(processor.feed(decoder.decode(_available(stdin_fd))))
         output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
     finally:
         stop.restore()
@@ -327,6 +346,12 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
         log.info(f"received {stop.requested}, stopping")
     log.info(processor.summary())
     return 0
+
+
+def _available(fd: int) -> bytes:
+    """What can be read from ``fd`` without waiting (one read at most)."""
+    ready, _, _ = select.select([fd], [], [], 0)
+    return os.read(fd, READ_SIZE) if ready else b""
 
 
 class _Hold:

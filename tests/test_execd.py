@@ -327,6 +327,31 @@ def test_sigterm_while_an_unclosed_string_holds_many_lines_is_honoured_at_once(
     assert sent.startswith(received) and received.endswith(b"\n")
 
 
+@pytest.mark.parametrize("stop", ["eof", "sigterm"])
+def test_a_line_cut_off_at_the_stop_goes_out_unchanged_and_unlearned(
+    harness: ExecdHarness, stop: str
+) -> None:
+    """Issue 12, class 9: a half-read last line (no newline) went out as if complete, with a
+    wrong value and no timestamp, and was learned."""
+    for i in range(4):
+        harness.write_metric(machine_line(i))
+    harness.drain(4)
+    cut = machine_line(4)[:-21]  # "vibration=8" of "vibration=84 <timestamp>": it parses
+    assert cut.endswith(b"vibration=8")
+    assert harness.process is not None and harness.process.stdin is not None
+    os.write(harness.process.stdin.fileno(), cut)
+    if stop == "eof":
+        harness.process.stdin.close()
+    else:
+        harness.process.send_signal(signal.SIGTERM)
+    assert harness.process.wait(timeout=5) == 0
+    harness.join()
+    assert harness.read_metric(timeout=1).text == cut  # byte for byte, no newline added
+    summary = [line for line in harness.stderr_lines if b"metrics in" in line][-1]
+    assert b"5 metrics in, 5 out, 0 scored, 0 anomalous, 4 in warm-up" in summary
+    assert b"1 cut off" in summary
+
+
 def test_restart_after_a_crash_starts_with_an_empty_model(harness: ExecdHarness) -> None:
     harness.write_metric(machine_line(0))
     harness.read_metric()

@@ -136,3 +136,18 @@ def test_a_string_held_past_the_bound_lets_its_lines_go_unparsed_each_once(
     assert processor.stats.unparseable == len(lines)
     assert processor.stats.metrics_in == processor.stats.metrics_out == len(lines) + 1
     assert "quoted string ran on for" in stderr.getvalue()
+
+
+def test_a_cut_off_last_line_is_neither_scored_nor_learned() -> None:
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    assert processor.feed("m v=1 1\nm v=12") == "m,anomaly=warmup v=1 1\n"
+    assert processor.finish() == "m v=12"  # "m v=123 3" cut short: no tag, no newline
+    assert processor.detector.counters.warmup == 1
+    assert processor.stats.cut_off == 1
+
+
+def test_at_the_end_an_open_string_lets_the_lines_it_held_go_as_its_hold_would() -> None:
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    assert processor.feed('m s="open\nm v=1 1\nm v=2') == ""
+    assert processor.finish() == 'm s="open\nm,anomaly=warmup v=1 1\nm v=2'
+    assert (processor.stats.unparseable, processor.stats.cut_off) == (1, 1)
