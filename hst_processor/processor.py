@@ -22,9 +22,8 @@ import codecs
 import errno
 import os
 import select
-import signal
+import stat
 import time
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ from hst_processor.lineproto import (
 )
 from hst_processor.log import Log
 from hst_processor.notify import Notifier
+from hst_processor.signals import StopSignals
 from hst_processor.state import StateStore
 
 __all__ = ["Processor", "Stats", "serve"]
@@ -57,6 +57,9 @@ STALL_SECONDS = 0.2
 # The most text such a metric may hold back: beyond it, the held lines go out as they are.
 MAX_HELD_CHARS = 1 << 20
 READ_SIZE = 1 << 20
+# After a stop signal, how long output may wait for a reader that does not read before it is
+# dropped: the save and the alerts' grace must still fit in Telegraf's 5 s.
+DRAIN_SECONDS = 1.0
 # A preview of a bad metric in a warning; the whole of a 1 MB line helps nobody.
 _PREVIEW = 120
 # First characters of a line that may be blank or a comment (anything else is neither).
@@ -288,33 +291,80 @@ def _preview(body: str) -> str:
 
 
 class _Output:
-    """Writes everything it is given to a file descriptor, or notes that the reader left."""
+    """Writes everything it is given to a file descriptor, or notes that the reader left.
 
-    def __init__(self, fd: int) -> None:
+    A reader that stops reading must not make the process deaf to a stop signal: on a pipe or
+    socket the writes do not block, and the wait for room also watches for a stop. After a
+    stop, the output still waiting gets DRAIN_SECONDS, then is dropped (with a warning), so
+    the state is saved and the process exits within Telegraf's grace.
+    """
+
+    def __init__(self, fd: int, stop: StopSignals) -> None:
         self.fd = fd
         self.closed = False
+        self.dropped = 0  # bytes never written: the reader stopped reading at a stop
+        self._stop = stop
+        self._was_blocking = os.get_blocking(fd)
+        # Only pipes and sockets: a terminal's or a file's flags are shared with others.
+        mode = os.fstat(fd).st_mode
+        self._nonblocking = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        if self._nonblocking:
+            os.set_blocking(fd, False)
 
     def write(self, text: str) -> None:
         if not text or self.closed:
             return
         data = memoryview(text.encode("utf-8", "surrogateescape"))
-        try:
-            while data:
-                written = os.write(self.fd, data)
-                data = data[written:]
-        except BrokenPipeError:
-            self.closed = True
-        except OSError as error:
-            if error.errno != errno.EPIPE:
-                raise
-            self.closed = True
+        while data:
+            try:
+                data = data[os.write(self.fd, data) :]
+            except BlockingIOError:
+                if not self._wait_for_room():
+                    self.dropped += len(data)
+                    self.closed = True
+                    return
+            except BrokenPipeError:
+                self.closed = True
+                return
+            except OSError as error:
+                if error.errno != errno.EPIPE:
+                    raise
+                self.closed = True
+                return
+
+    def _wait_for_room(self) -> bool:
+        """Wait until the reader makes room; after a stop signal, only until the drain ends."""
+        while True:
+            timeout = None
+            if self._stop.requested:
+                timeout = self._stop.requested_at + DRAIN_SECONDS - time.monotonic()
+                if timeout <= 0:
+                    return False
+            _, writable, _ = select.select([self._stop.wakeup_fd], [self.fd], [], timeout)
+            if writable:
+                return True
+            self._stop.drain()
+
+    def close(self) -> None:
+        if self._nonblocking:
+            os.set_blocking(self.fd, self._was_blocking)
 
 
-def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
-    """Run the processor over stdin until EOF or a stop signal; return the exit code."""
-    output = _Output(stdout_fd)
+def serve(
+    processor: Processor,
+    log: Log,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    stop: StopSignals | None = None,
+) -> int:
+    """Run the processor over stdin until EOF or a stop signal; return the exit code.
+
+    ``stop`` is the command's own, installed at its start and kept to the end; without one,
+    serve catches the stop signals itself while it runs."""
+    own_stop = stop is None
+    stop = stop or StopSignals()
+    output = _Output(stdout_fd, stop)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
-    stop = _StopSignals()
     hold = _Hold()
     try:
         while not stop.requested and not output.closed:
@@ -338,9 +388,16 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
             output.write(processor.feed(decoder.decode(_available(stdin_fd))))
         output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
     finally:
-        stop.restore()
-        processor.close()
-    if output.closed:
+        output.close()
+        processor.close()  # a stop signal now is caught and changes nothing: the save goes on
+        if own_stop:
+            stop.restore()
+    if output.dropped:
+        log.warn(
+            f"stdout was not read for {DRAIN_SECONDS:g} s after {stop.requested}: "
+            f"{output.dropped} bytes of output were dropped"
+        )
+    elif output.closed:
         log.debug("stdout closed by the reader; exiting")
     if stop.requested:
         log.info(f"received {stop.requested}, stopping")
@@ -381,39 +438,3 @@ class _Hold:
 
     def expired(self) -> bool:
         return self.since is not None and time.monotonic() >= self.since + STALL_SECONDS
-
-
-class _StopSignals:
-    """SIGTERM and SIGINT set a flag and wake ``select`` through a self-pipe."""
-
-    def __init__(self) -> None:
-        self.requested = ""
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
-        self._previous_wakeup = signal.set_wakeup_fd(self._write_fd)
-        self._previous = {
-            signum: signal.signal(signum, self._handle)
-            for signum in (signal.SIGTERM, signal.SIGINT)
-        }
-
-    @property
-    def wakeup_fd(self) -> int:
-        return self._read_fd
-
-    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-        self.requested = signal.Signals(signum).name
-
-    def drain(self) -> None:
-        try:
-            while os.read(self._read_fd, 512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def restore(self) -> None:
-        signal.set_wakeup_fd(self._previous_wakeup)
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        os.close(self._read_fd)
-        os.close(self._write_fd)

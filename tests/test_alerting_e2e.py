@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +142,33 @@ def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
     everything = b"\n".join(harness.stderr_lines)
     assert b"SECRET" not in everything
     assert harness.unprefixed_stderr() == []
+
+
+def test_a_second_sigterm_during_the_alerts_grace_is_still_a_clean_stop(
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """Issue 12, class 10: the stop handlers were gone while pending alerts had their grace,
+    so a second SIGTERM then ended the process by the signal instead of exit 0."""
+    config = tmp_path / "quick.yaml"
+    document = yaml.safe_load(DEMO_CONFIG.read_text())
+    document["model"]["window_size"] = 20
+    document["alerts"].update(consecutive=1, cooldown=0, timeout=30, shutdown_grace=3)
+    config.write_text(yaml.safe_dump(document))
+    harness = ExecdHarness(
+        [hst_processor(), "--config", str(config)], env={"SLACK_WEBHOOK_URL": slack.url("slow")}
+    ).start()
+    for line in sample("--duration", "2m", "--fault", "machine2:overload:1m:30s").splitlines():
+        harness.write_metric(line)
+        harness.read_metric(timeout=60)
+    deadline = time.monotonic() + 30
+    while slack.arrived < 1:  # an alert is on its way (the stand-in answers after 30 s)
+        assert time.monotonic() < deadline, "no alert was sent"
+        time.sleep(0.05)
+    assert harness.process is not None
+    harness.process.send_signal(signal.SIGTERM)
+    time.sleep(1.0)  # into the 3 s the pending alert gets; not a bound on anything
+    harness.process.send_signal(signal.SIGTERM)
+    assert harness.process.wait(timeout=10) == 0
+    harness.join()
+    summary = next(line for line in harness.stderr_lines if b"metrics in" in line)
+    assert b"0 sent in 0 messages" in summary and b"0 dropped" not in summary

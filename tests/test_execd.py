@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import os
 import re
 import select
@@ -10,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -350,6 +353,92 @@ def test_a_line_cut_off_at_the_stop_goes_out_unchanged_and_unlearned(
     summary = [line for line in harness.stderr_lines if b"metrics in" in line][-1]
     assert b"5 metrics in, 5 out, 0 scored, 0 anomalous, 4 in warm-up" in summary
     assert b"1 cut off" in summary
+
+
+def queued(fd: int) -> int:
+    """Bytes waiting in the pipe behind ``fd`` (either end)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+def saved_state_is_loadable(state: Path) -> bool:
+    result = subprocess.run(command("inspect-state", str(state)), capture_output=True, timeout=60)
+    return result.returncode == 0
+
+
+def test_sigterm_with_stdout_blocked_saves_and_exits_within_the_grace(tmp_path: Path) -> None:
+    """Issue 12, class 10: a reader that stopped reading left the process in a blocked write,
+    deaf to SIGTERM until SIGKILL, with nothing saved."""
+    state = tmp_path / "state.msgpack"
+    process = subprocess.Popen(
+        command("--config", str(DEMO_CONFIG), "--state-file", str(state)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # never read
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        write_in_background(
+            process.stdin.fileno(), b"".join(machine_line(i) + b"\n" for i in range(20_000))
+        )
+        # Both pipes full: the child is stuck writing, not reading (no time bound involved).
+        deadline = time.monotonic() + 60
+        while queued(process.stdout.fileno()) < 60_000 or queued(process.stdin.fileno()) < 60_000:
+            assert time.monotonic() < deadline, "the pipes never filled"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = process.stderr.read() if process.stderr else b""
+    assert b"received SIGTERM" in stderr and b"bytes of output were dropped" in stderr
+    assert saved_state_is_loadable(state)
+
+
+def test_sighup_saves_and_exits_zero(tmp_path: Path) -> None:
+    """SIGHUP killed the process without a save; it now stops like SIGTERM."""
+    state = tmp_path / "state.msgpack"
+    harness = ExecdHarness(
+        command("--config", str(DEMO_CONFIG), "--state-file", str(state))
+    ).start()
+    for i in range(5):
+        harness.write_metric(machine_line(i))
+    harness.drain(5)
+    assert harness.process is not None
+    harness.process.send_signal(signal.SIGHUP)
+    assert harness.process.wait(timeout=5) == 0
+    harness.join()
+    assert any(b"received SIGHUP" in line for line in harness.stderr_lines)
+    assert saved_state_is_loadable(state)
+
+
+def test_sigterm_during_start_up_is_a_clean_stop(tmp_path: Path) -> None:
+    """A SIGTERM before the streaming loop ran killed the process by the signal. The config
+    is a named pipe here, so the start-up waits, without any timing, for the test to give it."""
+    config = tmp_path / "config.yaml"
+    os.mkfifo(config)
+    process = subprocess.Popen(
+        command("--config", str(config)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # Opening the pipe for writing waits until the command opens it to read its config.
+        with open(config, "w") as pipe:
+            process.send_signal(signal.SIGTERM)
+            pipe.write(DEMO_CONFIG.read_text())
+        stdout, stderr = process.communicate(machine_line(0) + b"\n", timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert b"received SIGTERM" in stderr
+    assert ADDED.sub(b"", stdout) in (b"", machine_line(0) + b"\n")  # nothing half done
 
 
 def test_restart_after_a_crash_starts_with_an_empty_model(harness: ExecdHarness) -> None:
