@@ -127,13 +127,20 @@ def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
         [hst_processor(), "--config", str(config)], env={"SLACK_WEBHOOK_URL": url}
     ).start()
     lines = sample("--duration", "2m", "--fault", "machine2:overload:1m:30s").splitlines()
+    # The first answer waits for the start-up, which says nothing about the webhook (it once
+    # failed this test on a busy machine): count only the gaps after it.
+    harness.write_metric(lines[0])
+    harness.read_metric(timeout=60)
     gaps = []
-    for line in lines[:300]:
+    for line in lines[1:300]:
         sent = harness.write_metric(line)
-        gaps.append(harness.read_metric(timeout=5).arrived - sent)
+        gaps.append(harness.read_metric(timeout=60).arrived - sent)
     result = harness.stop()
     assert result.exit_code == 0 and result.needed == ""  # out well before SIGTERM
-    assert max(gaps) < 0.5, max(gaps)  # generous: exact figures are the benchmarks' job
+    # A metric waiting for the webhook would wait 30 s (slow) or for the retries' back-off
+    # (refused); a busy machine delays one by a fraction of a second. Exact figures are the
+    # benchmarks' job.
+    assert max(gaps) < 2.0, max(gaps)
     summary = next(line for line in harness.stderr_lines if b"metrics in" in line)
     assert b"300 metrics in, 300 out" in summary
     assert b"0 sent in 0 messages" in summary
