@@ -22,12 +22,15 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from hst_processor import __version__
-from hst_processor.config import Config, load_config
 from hst_processor.errors import ConfigError
 from hst_processor.log import Log
+from hst_processor.signals import StopSignals
+
+if TYPE_CHECKING:
+    from hst_processor.config import Config
 
 __all__ = ["main"]
 
@@ -114,10 +117,18 @@ def main(
     stdin_fd: int = 0,
     stdout_fd: int = 1,
     stderr: TextIO | None = None,
+    stop: StopSignals | None = None,
 ) -> int:
-    """Entry point; returns the exit code (the console script passes it to ``sys.exit``)."""
+    """Entry point; returns the exit code (the console script passes it to ``sys.exit``).
+
+    ``stop`` catches the stop signals from the command's first moment (see :func:`console`)."""
+    from hst_processor.config import load_config
+
     args = _parser().parse_args(argv)
     log = Log(stderr or sys.stderr)
+    if stop is not None and args.command is not None:
+        stop.restore(deliver=True)  # an offline command stops as any program does
+        stop = None
     if args.command == "check-config":
         return _check_config(args.file, log)
     if args.command == "inspect-state":
@@ -143,10 +154,12 @@ def main(
         from hst_processor.offline import run_plot
 
         return run_plot(config, args, log)
-    return _run(config, log, stdin_fd, stdout_fd, args.state_file or config.state.file)
+    return _run(config, log, stdin_fd, stdout_fd, args.state_file or config.state.file, stop)
 
 
 def _check_config(path: str, log: Log) -> int:
+    from hst_processor.config import load_config
+
     try:
         config = load_config(path)
     except ConfigError as error:
@@ -196,7 +209,14 @@ def _forget_series(path: str, matches: list[str], log: Log) -> int:
     return EXIT_OK
 
 
-def _run(config: Config, log: Log, stdin_fd: int, stdout_fd: int, state_file: str) -> int:
+def _run(
+    config: Config,
+    log: Log,
+    stdin_fd: int,
+    stdout_fd: int,
+    state_file: str,
+    stop: StopSignals | None,
+) -> int:
     from hst_processor.notify import build_notifier
     from hst_processor.processor import Processor, serve
     from hst_processor.state import StateStore
@@ -218,7 +238,7 @@ def _run(config: Config, log: Log, stdin_fd: int, stdout_fd: int, state_file: st
         f"python:{category.__name__}", f"{category.__name__}: {message}"
     )
     log.info(f"hst-processor {__version__} started: {_describe(config)}")
-    return serve(processor, log, stdin_fd=stdin_fd, stdout_fd=stdout_fd)
+    return serve(processor, log, stdin_fd=stdin_fd, stdout_fd=stdout_fd, stop=stop)
 
 
 def _describe(config: Config) -> str:
@@ -234,4 +254,7 @@ def _describe(config: Config) -> str:
 
 
 def console() -> None:
-    sys.exit(main())
+    # First of all: a stop signal while the rest is imported and the state restored must not
+    # kill the process (Telegraf would count a crash); serve() acts on it once it runs.
+    stop = StopSignals()
+    sys.exit(main(stop=stop))

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from hst_processor.derived import FINITE_BOUND
 from hst_processor.scaling import FloatArray
 
 __all__ = ["KINDS", "LIMIT", "ContextFeatures", "context_names", "source_of", "unsquash"]
@@ -87,9 +88,9 @@ def context_names(fields: Sequence[str]) -> tuple[str, ...]:
 
 
 def _finite(values: FloatArray) -> FloatArray:
-    """Overflowed statistics brought back within the float range (NaN: 0)."""
-    biggest = np.finfo(np.float64).max / 4
-    result: FloatArray = np.nan_to_num(values, nan=0.0, posinf=biggest, neginf=-biggest)
+    """Overflowed statistics brought back within the float range (NaN: 0), where the derived
+    features put theirs (:func:`hst_processor.derived.finite`)."""
+    result: FloatArray = np.nan_to_num(values, nan=0.0, posinf=FINITE_BOUND, neginf=-FINITE_BOUND)
     return result
 
 

@@ -25,6 +25,11 @@ Until every derived feature of a series is ready, its metrics are in warm-up. Th
 values, the fitted line) lives with the series and is saved with it, so a resumed run computes
 exactly what an uninterrupted one would.
 
+Any finite field value is accepted, up to the float limit: where the plain arithmetic would
+overflow (a sum, a square), it is redone on values scaled down by the largest one, and a result
+beyond the float range is brought back to ``+-FINITE_BOUND`` (NaN to 0), as the default features
+of :mod:`.context` do. So a derived value, and the state saved with it, is always finite.
+
 >>> spread = DerivedFeature("t_spread", "spread", "t", window=3)
 >>> repeats = DerivedFeature("t_repeats", "repeats", "t")
 >>> state = DerivedState((spread, repeats), ("t",))
@@ -35,14 +40,19 @@ exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KINDS", "DerivedFeature", "DerivedState"]
+__all__ = ["FINITE_BOUND", "KINDS", "DerivedFeature", "DerivedState", "finite"]
 
 KINDS = ("change", "deviation", "spread", "ratio", "residual", "repeats")
+
+FINITE_BOUND = sys.float_info.max / 4
+"""Where an overflowed feature or statistic is put back: far out, yet with room for the
+arithmetic that follows (a difference of two of them) not to overflow again."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ class DerivedState:
             if derived is None:
                 ready = False
             else:
-                values.append(derived)
+                values.append(finite(derived))
         return values if ready else None
 
     def _one(self, index: int, spec: DerivedFeature, value: float, other: float) -> float | None:
@@ -123,24 +133,24 @@ class DerivedState:
                 line = self.lines[index] = _fit_line(points)
                 points.clear()
             slope, intercept, deviation = line
-            residual = (value - (slope * other + intercept)) / deviation
+            # Kept finite before it joins the window, so the window's mean is finite too.
+            residual = finite((value - (slope * other + intercept)) / deviation)
             if spec.window <= 1:
                 return residual
             recent = self.history[index]
             recent.append(residual)
-            return math.fsum(recent) / len(recent)
+            return _mean(recent)
         history = self.history[index]
         history.append(value)
         if kind == "deviation":
             if len(history) <= spec.window:
                 return None
             past = list(history)[:-1]
-            return value - math.fsum(past) / len(past)
+            return value - _mean(past)
         # spread
         if len(history) < spec.window:
             return None
-        mean = math.fsum(history) / len(history)
-        return math.sqrt(math.fsum((x - mean) ** 2 for x in history) / len(history))
+        return _deviation(list(history))
 
     def export(self) -> dict[str, Any]:
         """Plain data for a snapshot."""
@@ -167,9 +177,71 @@ class DerivedState:
         ]
 
 
+def finite(value: float) -> float:
+    """``value`` brought back within ``+-FINITE_BOUND`` when it overflowed (NaN: 0).
+
+    >>> finite(float("inf")), finite(float("nan")), finite(2.5)
+    (4.4942328371557893e+307, 0.0, 2.5)
+    """
+    if value - value == 0:  # finite: the usual case, left exactly as it is
+        return value
+    if value != value:
+        return 0.0
+    return math.copysign(FINITE_BOUND, value)
+
+
+def _mean(values: Sequence[float]) -> float:
+    """The mean, exact as ``fsum / n`` for ordinary values and without overflow near the
+    float limit: the shares are halved too, since rounding can take n shares of the largest
+    float just past it."""
+    count = len(values)
+    try:
+        return math.fsum(values) / count
+    except OverflowError:
+        return finite(2 * math.fsum(value / (2 * count) for value in values))
+
+
+def _deviation(values: Sequence[float]) -> float:
+    """The population standard deviation; near the float limit, computed on the values
+    scaled down by the largest one (the result may still overflow: :func:`finite`)."""
+    try:
+        return _plain_deviation(values)
+    except OverflowError:
+        largest = max(abs(value) for value in values)
+        return _plain_deviation([value / largest for value in values]) * largest
+
+
+def _plain_deviation(values: Sequence[float]) -> float:
+    mean = _mean(values)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in values) / len(values))
+
+
 def _fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
     """Least-squares slope, intercept and residual standard deviation (a flat line through
-    the mean when x never varied; a tiny deviation floor when the fit was exact)."""
+    the mean when x never varied; a tiny deviation floor when the fit was exact).
+
+    Near the float limit the line is fitted on the points scaled down by their largest
+    coordinates and scaled back, and whatever still overflows is kept finite, so a series
+    whose first metrics held a huge value gets a usable (if poor) line, never an error."""
+    try:
+        line = _plain_fit_line(points)
+    except (OverflowError, ValueError):  # ValueError: fsum met inf - inf
+        pass
+    else:
+        if all(part - part == 0 for part in line):
+            return line
+    scale_x = max(abs(x) for x, _ in points) or 1.0
+    scale_y = max(abs(y) for _, y in points) or 1.0
+    slope, intercept, deviation = _plain_fit_line([(x / scale_x, y / scale_y) for x, y in points])
+    deviation = finite(deviation * scale_y)
+    return (
+        finite(slope * (scale_y / scale_x)),
+        finite(intercept * scale_y),
+        max(deviation, 1e-9 * max(1.0, scale_y)),
+    )
+
+
+def _plain_fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
     count = len(points)
     mean_x = math.fsum(x for x, _ in points) / count
     mean_y = math.fsum(y for _, y in points) / count

@@ -35,6 +35,7 @@ from hst_processor.errors import LineProtocolError, UnterminatedString
 __all__ = [
     "FieldValue",
     "Metric",
+    "MetricSplitter",
     "Unsigned",
     "enrich",
     "enrich_text",
@@ -387,34 +388,147 @@ def split_metrics(buffer: str) -> tuple[list[str], str]:
     grammar allows; such a metric runs on to a later newline. Returns the metrics and the
     incomplete rest of the buffer (to be completed by later input, or flushed as it is).
     """
-    metrics: list[str] = []
-    start = 0
-    while True:
-        newline = buffer.find("\n", start)
-        if newline < 0:
-            break
-        if buffer.find('"', start, newline) >= 0:
-            newline = _end_of_quoted_metric(buffer, start, newline)
-            if newline < 0:
+    splitter = MetricSplitter()
+    return splitter.feed(buffer), splitter.held
+
+
+# Where the search for the end of the held (first incomplete) metric stands: on its first line,
+# inside a string field that ran past a newline, or in the field set after such a string.
+_FIRST_LINE, _STRING, _AFTER_STRING, _KEY_START, _KEY, _VALUE_START, _VALUE, _TO_NEWLINE = range(8)
+# The longest runs each state can skip at once (C speed, not a Python loop per character).
+_STRING_BODY = re.compile(r'[^"\\\f]*(?:\\[\\"][^"\\\f]*)*')
+_KEY_BODY = re.compile(r"[^\t\n\f\r ,=\\]*(?:\\[^\t\n\f\r][^\t\n\f\r ,=\\]*)*")
+_VALUE_BODY = re.compile(r"[^, \t\v\f\r\n]*")
+
+
+class MetricSplitter:
+    """:func:`split_metrics` for a stream: text goes in piece by piece, complete metrics come out.
+
+    The held metric keeps where its scan stopped, so each character is read about once however
+    the text arrives: a metric whose string field holds thousands of newlines, or a line that
+    opens a string and never closes it, costs time in proportion to its length, not its square.
+    Only the first line of each metric is parsed (to tell a string field from a quote in a tag);
+    past a newline inside a string, a small scanner follows the field set to the metric's end.
+
+    >>> splitter = MetricSplitter()
+    >>> splitter.feed('m s="two\\nlines" 1\\nm s="open\\nm v=1 2\\n'), splitter.holds_lines
+    (['m s="two\\nlines" 1\\n'], True)
+    >>> splitter.release_first_line(), splitter.feed("")
+    ('m s="open\\n', ['m v=1 2\\n'])
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""  # the held metric and whatever follows it; the metric starts at 0
+        self._state = _FIRST_LINE
+        self._scan = 0  # in _buffer: where the search for the held metric's end resumes
+        self._consumed = 0  # characters of the stream before _buffer
+
+    @property
+    def held(self) -> str:
+        """The text not yet returned: an incomplete metric."""
+        return self._buffer
+
+    @property
+    def held_start(self) -> int:
+        """Where the held text starts, in characters since the first :meth:`feed`."""
+        return self._consumed
+
+    @property
+    def holds_lines(self) -> bool:
+        """True when the held metric spans a newline (a string field is still open)."""
+        return self._state != _FIRST_LINE
+
+    def feed(self, text: str) -> list[str]:
+        """The metrics that ``text`` completes, in order, each with its line terminator."""
+        buffer = self._buffer
+        self._buffer = ""  # the only reference left: CPython extends a held metric in place
+        buffer += text
+        metrics: list[str] = []
+        start = 0
+        while (end := self._end_of_metric(buffer, start)) >= 0:
+            metrics.append(buffer[start : end + 1])
+            start = end + 1
+            self._state, self._scan = _FIRST_LINE, start
+        if start:
+            buffer = buffer[start:]
+            self._scan -= start
+            self._consumed += start
+        self._buffer = buffer
+        return metrics
+
+    def release_first_line(self) -> str:
+        """Give up on the held metric's first line (it opened a string that never closed): it
+        is returned alone, and the text after it is scanned afresh by the next :meth:`feed`."""
+        line, newline, rest = self._buffer.partition("\n")
+        self._buffer, self._state, self._scan = rest, _FIRST_LINE, 0
+        self._consumed += len(line) + len(newline)
+        return line + newline
+
+    def release_lines(self) -> list[str]:
+        """Give up on every complete line held: each is returned as it is, and the text after
+        the last newline is scanned afresh by the next :meth:`feed`."""
+        last = self._buffer.rfind("\n") + 1
+        lines = [line + "\n" for line in self._buffer[: last - 1].split("\n")] if last else []
+        self._buffer, self._state, self._scan = self._buffer[last:], _FIRST_LINE, 0
+        self._consumed += last
+        return lines
+
+    def take_held(self) -> str:
+        """The held text, which is no longer held."""
+        held, self._buffer, self._state, self._scan = self._buffer, "", _FIRST_LINE, 0
+        self._consumed += len(held)
+        return held
+
+    def _end_of_metric(self, buffer: str, start: int) -> int:
+        """The newline that ends the metric starting at ``start``, or -1 (the scan's place
+        kept) when ``buffer`` ends before it."""
+        state, i, n = self._state, self._scan, len(buffer)
+        while True:
+            if state in (_FIRST_LINE, _TO_NEWLINE):
+                newline = buffer.find("\n", i)
+                if newline < 0:
+                    self._state, self._scan = state, n
+                    return -1
+                if state == _TO_NEWLINE or buffer.find('"', start, newline) < 0:
+                    return newline
+                try:
+                    _parse_careful(buffer[start:newline].rstrip("\r"))
+                except UnterminatedString as error:  # the newline is inside a string field
+                    state, i = _STRING, start + error.position + 1
+                    continue
+                except LineProtocolError:
+                    pass
+                return newline
+            if state == _STRING:
+                i = _STRING_BODY.match(buffer, i).end()  # type: ignore[union-attr]
+                if i >= n or (buffer[i] == "\\" and i + 1 >= n):
+                    break
+                # The closing quote; else an escape or character no string may hold.
+                state, i = (_AFTER_STRING, i + 1) if buffer[i] == '"' else (_TO_NEWLINE, i)
+            elif i >= n:
                 break
-        metrics.append(buffer[start : newline + 1])
-        start = newline + 1
-    return metrics, buffer[start:]
-
-
-def _end_of_quoted_metric(buffer: str, start: int, newline: int) -> int:
-    """The newline that ends the metric starting at ``start``, or -1 if it is not complete."""
-    while True:
-        try:
-            _parse_careful(buffer[start:newline].rstrip("\r"))
-        except UnterminatedString:
-            newline = buffer.find("\n", newline + 1)
-            if newline < 0:
-                return -1
-            continue
-        except LineProtocolError:
-            pass
-        return newline
+            elif state == _AFTER_STRING:
+                state = _KEY_START if buffer[i] == "," else _TO_NEWLINE
+                i += state == _KEY_START
+            elif state == _KEY_START:
+                state = _KEY if buffer[i] != "=" else _TO_NEWLINE  # a key may not be empty
+            elif state == _KEY:
+                i = _KEY_BODY.match(buffer, i).end()  # type: ignore[union-attr]
+                if i >= n or (buffer[i] == "\\" and i + 1 >= n):
+                    break
+                state = _VALUE_START if buffer[i] == "=" else _TO_NEWLINE
+                i += state == _VALUE_START
+            elif state == _VALUE_START:
+                state = _STRING if buffer[i] == '"' else _VALUE
+                i += state == _STRING
+            else:  # _VALUE: a number or boolean, then another field or the timestamp
+                i = _VALUE_BODY.match(buffer, i).end()  # type: ignore[union-attr]
+                if i >= n:
+                    break
+                state = _KEY_START if buffer[i] == "," else _TO_NEWLINE
+                i += state == _KEY_START
+        self._state, self._scan = state, i
+        return -1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,11 +109,13 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
 
 def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
     try:
-        from hst_processor.plot import build_figure
+        # plot.py imports matplotlib only when it draws: ask for it here, before the replay.
+        import matplotlib.figure  # noqa: F401
     except ImportError:
         log.error("plot needs matplotlib: pip install 'hst-processor[plot]'")
         return EXIT_USAGE
     from hst_processor.evaluate import machine_tag_of
+    from hst_processor.plot import build_figure, machines_in
     from hst_processor.replay import replay
 
     loaded = _load("plot", args.file, args.labels, log)
@@ -125,6 +127,13 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
         log.error(f"plot: {args.file} has no metric the config scores")
         return EXIT_FAILED
     machines = args.machines.split(",") if args.machines else []
+    present = machines_in(result, machine_tag_of(config))
+    if machines and not present.intersection(machines):
+        log.error(
+            f"plot: --machines {args.machines} matches no machine in {args.file} "
+            f"(it has {', '.join(sorted(present))})"
+        )
+        return EXIT_USAGE
     figure = build_figure(
         result,
         labels,

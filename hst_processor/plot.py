@@ -20,7 +20,7 @@ from hst_processor.replay import Replay
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["PALETTE", "build_figure", "fault_colours"]
+__all__ = ["PALETTE", "build_figure", "fault_colours", "machines_in"]
 
 PALETTE = ("#d62728", "#9467bd", "#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 """Colours for the labelled kinds, given out in the order of the kinds' names."""
@@ -30,6 +30,11 @@ def fault_colours(labels: Sequence[FaultLabel]) -> dict[str, str]:
     """One colour per label kind, whatever the kinds are called."""
     kinds = sorted({label.kind for label in labels})
     return {kind: PALETTE[index % len(PALETTE)] for index, kind in enumerate(kinds)}
+
+
+def machines_in(result: Replay, machine_tag: str | None) -> set[str]:
+    """The machines a replay with ``keep_records`` saw (what ``machines`` may choose from)."""
+    return {machine_of(dict(record.series[1]), machine_tag) for record in result.records}
 
 
 def _time(seconds: float) -> datetime:

@@ -22,8 +22,8 @@ import codecs
 import errno
 import os
 import select
-import signal
-import types
+import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +32,7 @@ from hst_processor.detector import Detector, Verdict
 from hst_processor.errors import LineProtocolError
 from hst_processor.lineproto import (
     Metric,
+    MetricSplitter,
     enrich_text,
     escape_field_key,
     escape_tag,
@@ -40,19 +41,25 @@ from hst_processor.lineproto import (
     is_blank,
     is_comment,
     parse_metric,
-    split_metrics,
 )
 from hst_processor.log import Log
 from hst_processor.notify import Notifier
+from hst_processor.signals import StopSignals
 from hst_processor.state import StateStore
 
 __all__ = ["Processor", "Stats", "serve"]
 
-# How long an open quoted string may wait at the end of the input for the rest of its metric
-# before we treat its first line as a metric of its own (Telegraf writes a metric in one write,
-# so a real continuation arrives at once).
+# How long a metric whose quoted string runs past a newline may hold back the lines after it,
+# counted from when it began to (not from the last byte: a stream that goes on must not extend
+# it), before its first line goes out as a metric of its own. Telegraf writes a metric in one
+# write, so a real continuation arrives at once.
 STALL_SECONDS = 0.2
+# The most text such a metric may hold back: beyond it, the held lines go out as they are.
+MAX_HELD_CHARS = 1 << 20
 READ_SIZE = 1 << 20
+# After a stop signal, how long output may wait for a reader that does not read before it is
+# dropped: the save and the alerts' grace must still fit in Telegraf's 5 s.
+DRAIN_SECONDS = 1.0
 # A preview of a bad metric in a warning; the whole of a 1 MB line helps nobody.
 _PREVIEW = 120
 # First characters of a line that may be blank or a comment (anything else is neither).
@@ -64,6 +71,7 @@ class Stats:
     metrics_in: int = 0
     metrics_out: int = 0
     unparseable: int = 0
+    cut_off: int = 0  # the input ended inside a metric
     blank: int = 0
     comments: int = 0
     not_utf8: int = 0
@@ -91,7 +99,7 @@ class Processor:
             config, log, notify=notifier.enqueue if notifier is not None else None
         )
         self.stats = Stats()
-        self._pending = ""
+        self._splitter = MetricSplitter()
         # What we insert is the same for every metric but the score: escape it once.
         output = config.output
         self._tag_texts: dict[str, str] = {}
@@ -108,24 +116,59 @@ class Processor:
     @property
     def stalled(self) -> bool:
         """True when the held-back tail spans a newline: an open quoted string."""
-        return "\n" in self._pending
+        return self._splitter.holds_lines
+
+    @property
+    def held_start(self) -> int:
+        """Where the held-back tail starts, in characters since the start of the stream."""
+        return self._splitter.held_start
 
     def feed(self, text: str) -> str:
-        """Process the complete metrics in ``pending + text``; keep the incomplete rest."""
-        chunks, self._pending = split_metrics(self._pending + text)
-        return self._process(chunks)
+        """Process the metrics ``text`` completes; keep the incomplete rest."""
+        out = self._process(self._splitter.feed(text))
+        if self._splitter.holds_lines and len(self._splitter.held) > MAX_HELD_CHARS:
+            out += self._give_up_held()
+        return out
 
     def release_stalled(self) -> str:
-        """The input stopped inside an open quoted string: let its first line go as a metric
-        of its own and re-read the rest."""
-        first, _, rest = self._pending.partition("\n")
-        self._pending = ""
-        return self._process([first + "\n"]) + self.feed(rest)
+        """The open quoted string did not close in time: its first line goes out as a metric
+        of its own (unparseable) and the lines after it are read afresh."""
+        return self._process([self._splitter.release_first_line()]) + self.feed("")
 
     def finish(self) -> str:
-        """End of input: the incomplete tail goes out as it is, as one last metric."""
-        tail, self._pending = self._pending, ""
-        return self._process([tail]) if tail else ""
+        """End of input (EOF or a stop signal): the lines an open string held go out as when
+        its hold ends. Text after the last newline was cut off mid-metric (Telegraf ends each
+        one with a newline; a half-read line has no timestamp and maybe half a value): it goes
+        out exactly as it came, neither scored nor learned."""
+        out = ""
+        while self._splitter.holds_lines:
+            out += self.release_stalled()
+        tail = self._splitter.take_held()
+        if tail:
+            self.stats.metrics_in += 1
+            self.stats.metrics_out += 1
+            self.stats.cut_off += 1
+            self.log.warn_repeated(
+                "cut-off",
+                f"the input ended inside a metric (no newline): passed through unchanged, "
+                f"not scored: {_preview(tail)}",
+            )
+        return out + tail
+
+    def _give_up_held(self) -> str:
+        """A metric held back past MAX_HELD_CHARS: its lines go out as they are, each once,
+        unparsed (parsing it again and again is the work the bound is there to stop)."""
+        lines = self._splitter.release_lines()
+        self.stats.metrics_in += len(lines)
+        self.stats.metrics_out += len(lines)
+        self.stats.unparseable += len(lines)
+        self.log.warn_repeated(
+            "held-too-long",
+            f"a quoted string ran on for {len(lines)} lines and more than {MAX_HELD_CHARS} "
+            f"characters without closing: its lines passed through unchanged, unparsed: "
+            f"{_preview(lines[0])}",
+        )
+        return "".join(lines) + self.feed("")
 
     def _process(self, chunks: list[str]) -> str:
         bodies: list[str] = []
@@ -223,7 +266,7 @@ class Processor:
             f"hst-processor: {stats.metrics_in} metrics in, {stats.metrics_out} out, "
             f"{counters.scored} scored, {counters.anomalous} anomalous, "
             f"{counters.warmup} in warm-up, {stats.unparseable} unparseable, "
-            f"{stats.not_utf8} not UTF-8, {stats.blank} blank, "
+            f"{stats.not_utf8} not UTF-8, {stats.blank} blank, {stats.cut_off} cut off, "
             f"{counters.not_scored} missing features, {counters.non_numeric} non-numeric, "
             f"{counters.already_scored} already scored, {len(self.detector.series)} series, "
             f"{counters.evicted} evicted{alerts}"
@@ -248,53 +291,113 @@ def _preview(body: str) -> str:
 
 
 class _Output:
-    """Writes everything it is given to a file descriptor, or notes that the reader left."""
+    """Writes everything it is given to a file descriptor, or notes that the reader left.
 
-    def __init__(self, fd: int) -> None:
+    A reader that stops reading must not make the process deaf to a stop signal: on a pipe or
+    socket the writes do not block, and the wait for room also watches for a stop. After a
+    stop, the output still waiting gets DRAIN_SECONDS, then is dropped (with a warning), so
+    the state is saved and the process exits within Telegraf's grace.
+    """
+
+    def __init__(self, fd: int, stop: StopSignals) -> None:
         self.fd = fd
         self.closed = False
+        self.dropped = 0  # bytes never written: the reader stopped reading at a stop
+        self._stop = stop
+        self._was_blocking = os.get_blocking(fd)
+        # Only pipes and sockets: a terminal's or a file's flags are shared with others.
+        mode = os.fstat(fd).st_mode
+        self._nonblocking = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        if self._nonblocking:
+            os.set_blocking(fd, False)
 
     def write(self, text: str) -> None:
         if not text or self.closed:
             return
         data = memoryview(text.encode("utf-8", "surrogateescape"))
-        try:
-            while data:
-                written = os.write(self.fd, data)
-                data = data[written:]
-        except BrokenPipeError:
-            self.closed = True
-        except OSError as error:
-            if error.errno != errno.EPIPE:
-                raise
-            self.closed = True
+        while data:
+            try:
+                data = data[os.write(self.fd, data) :]
+            except BlockingIOError:
+                if not self._wait_for_room():
+                    self.dropped += len(data)
+                    self.closed = True
+                    return
+            except BrokenPipeError:
+                self.closed = True
+                return
+            except OSError as error:
+                if error.errno != errno.EPIPE:
+                    raise
+                self.closed = True
+                return
+
+    def _wait_for_room(self) -> bool:
+        """Wait until the reader makes room; after a stop signal, only until the drain ends."""
+        while True:
+            timeout = None
+            if self._stop.requested:
+                timeout = self._stop.requested_at + DRAIN_SECONDS - time.monotonic()
+                if timeout <= 0:
+                    return False
+            _, writable, _ = select.select([self._stop.wakeup_fd], [self.fd], [], timeout)
+            if writable:
+                return True
+            self._stop.drain()
+
+    def close(self) -> None:
+        if self._nonblocking:
+            os.set_blocking(self.fd, self._was_blocking)
 
 
-def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
-    """Run the processor over stdin until EOF or a stop signal; return the exit code."""
-    output = _Output(stdout_fd)
+def serve(
+    processor: Processor,
+    log: Log,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    stop: StopSignals | None = None,
+) -> int:
+    """Run the processor over stdin until EOF or a stop signal; return the exit code.
+
+    ``stop`` is the command's own, installed at its start and kept to the end; without one,
+    serve catches the stop signals itself while it runs."""
+    own_stop = stop is None
+    stop = stop or StopSignals()
+    output = _Output(stdout_fd, stop)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
-    stop = _StopSignals()
+    hold = _Hold()
     try:
         while not stop.requested and not output.closed:
-            timeout = STALL_SECONDS if processor.stalled else None
-            ready, _, _ = select.select([stdin_fd, stop.wakeup_fd], [], [], timeout)
+            ready, _, _ = select.select([stdin_fd, stop.wakeup_fd], [], [], hold.timeout())
             stop.drain()
             if stop.requested:
                 break
-            if not ready:
+            if stdin_fd in ready:
+                read_at = time.monotonic()
+                data = os.read(stdin_fd, READ_SIZE)
+                if not data:
+                    break
+                output.write(processor.feed(decoder.decode(data)))
+                hold.after_feed(processor, read_at)
+                processor.after_batch()
+            elif hold.expired():
                 output.write(processor.release_stalled())
-                continue
-            data = os.read(stdin_fd, READ_SIZE)
-            if not data:
-                break
-            output.write(processor.feed(decoder.decode(data)))
-            processor.after_batch()
+                hold.after_release(processor)
+        if stop.requested and not output.closed:
+            # What Telegraf wrote before the signal is in hand too: take what is there now.
+            output.write(processor.feed(decoder.decode(_available(stdin_fd))))
         output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
     finally:
-        stop.restore()
-        processor.close()
-    if output.closed:
+        output.close()
+        processor.close()  # a stop signal now is caught and changes nothing: the save goes on
+        if own_stop:
+            stop.restore()
+    if output.dropped:
+        log.warn(
+            f"stdout was not read for {DRAIN_SECONDS:g} s after {stop.requested}: "
+            f"{output.dropped} bytes of output were dropped"
+        )
+    elif output.closed:
         log.debug("stdout closed by the reader; exiting")
     if stop.requested:
         log.info(f"received {stop.requested}, stopping")
@@ -302,37 +405,36 @@ def serve(processor: Processor, log: Log, stdin_fd: int = 0, stdout_fd: int = 1)
     return 0
 
 
-class _StopSignals:
-    """SIGTERM and SIGINT set a flag and wake ``select`` through a self-pipe."""
+def _available(fd: int) -> bytes:
+    """What can be read from ``fd`` without waiting (one read at most)."""
+    ready, _, _ = select.select([fd], [], [], 0)
+    return os.read(fd, READ_SIZE) if ready else b""
+
+
+class _Hold:
+    """When the metric holding back lines (an open quoted string) began to, and so when its
+    hold ends: a stream that goes on does not extend it."""
 
     def __init__(self) -> None:
-        self.requested = ""
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
-        self._previous_wakeup = signal.set_wakeup_fd(self._write_fd)
-        self._previous = {
-            signum: signal.signal(signum, self._handle)
-            for signum in (signal.SIGTERM, signal.SIGINT)
-        }
+        self.since: float | None = None
+        self._start = -1  # the held metric's place in the stream, to tell a new one
 
-    @property
-    def wakeup_fd(self) -> int:
-        return self._read_fd
+    def after_feed(self, processor: Processor, read_at: float) -> None:
+        if not processor.stalled:
+            self.since = None
+        elif self.since is None or processor.held_start != self._start:
+            self.since, self._start = read_at, processor.held_start
 
-    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-        self.requested = signal.Signals(signum).name
+    def after_release(self, processor: Processor) -> None:
+        # What the released line held back has waited since the hold began: no fresh hold.
+        if not processor.stalled:
+            self.since = None
+        self._start = processor.held_start
 
-    def drain(self) -> None:
-        try:
-            while os.read(self._read_fd, 512):
-                pass
-        except BlockingIOError:
-            pass
+    def timeout(self) -> float | None:
+        if self.since is None:
+            return None
+        return max(0.0, self.since + STALL_SECONDS - time.monotonic())
 
-    def restore(self) -> None:
-        signal.set_wakeup_fd(self._previous_wakeup)
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        os.close(self._read_fd)
-        os.close(self._write_fd)
+    def expired(self) -> bool:
+        return self.since is not None and time.monotonic() >= self.since + STALL_SECONDS

@@ -96,19 +96,20 @@ class ExecdHarness:
         return [self.read_metric(max(0.01, deadline - time.monotonic())) for _ in range(count)]
 
     def _read_stdout(self) -> None:
-        from hst_processor.lineproto import split_metrics
+        from hst_processor.lineproto import MetricSplitter
 
         assert self.process is not None and self.process.stdout is not None
-        pending = ""
+        splitter = MetricSplitter()
         fd = self.process.stdout.fileno()
         while True:
             data = os.read(fd, 1 << 20)
             if not data:
                 break
-            chunks, pending = split_metrics(pending + data.decode("utf-8", "surrogateescape"))
+            chunks = splitter.feed(data.decode("utf-8", "surrogateescape"))
             now = time.monotonic()
             for chunk in chunks:
                 self.outputs.put(Output(chunk.encode("utf-8", "surrogateescape"), now))
+        pending = splitter.held
         if pending:
             self.outputs.put(Output(pending.encode("utf-8", "surrogateescape"), time.monotonic()))
 

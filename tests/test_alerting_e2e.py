@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,13 +127,20 @@ def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
         [hst_processor(), "--config", str(config)], env={"SLACK_WEBHOOK_URL": url}
     ).start()
     lines = sample("--duration", "2m", "--fault", "machine2:overload:1m:30s").splitlines()
+    # The first answer waits for the start-up, which says nothing about the webhook (it once
+    # failed this test on a busy machine): count only the gaps after it.
+    harness.write_metric(lines[0])
+    harness.read_metric(timeout=60)
     gaps = []
-    for line in lines[:300]:
+    for line in lines[1:300]:
         sent = harness.write_metric(line)
-        gaps.append(harness.read_metric(timeout=5).arrived - sent)
+        gaps.append(harness.read_metric(timeout=60).arrived - sent)
     result = harness.stop()
     assert result.exit_code == 0 and result.needed == ""  # out well before SIGTERM
-    assert max(gaps) < 0.5, max(gaps)  # generous: exact figures are the benchmarks' job
+    # A metric waiting for the webhook would wait 30 s (slow) or for the retries' back-off
+    # (refused); a busy machine delays one by a fraction of a second. Exact figures are the
+    # benchmarks' job.
+    assert max(gaps) < 2.0, max(gaps)
     summary = next(line for line in harness.stderr_lines if b"metrics in" in line)
     assert b"300 metrics in, 300 out" in summary
     assert b"0 sent in 0 messages" in summary
@@ -140,3 +149,33 @@ def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
     everything = b"\n".join(harness.stderr_lines)
     assert b"SECRET" not in everything
     assert harness.unprefixed_stderr() == []
+
+
+def test_a_second_sigterm_during_the_alerts_grace_is_still_a_clean_stop(
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """Issue 12, class 10: the stop handlers were gone while pending alerts had their grace,
+    so a second SIGTERM then ended the process by the signal instead of exit 0."""
+    config = tmp_path / "quick.yaml"
+    document = yaml.safe_load(DEMO_CONFIG.read_text())
+    document["model"]["window_size"] = 20
+    document["alerts"].update(consecutive=1, cooldown=0, timeout=30, shutdown_grace=3)
+    config.write_text(yaml.safe_dump(document))
+    harness = ExecdHarness(
+        [hst_processor(), "--config", str(config)], env={"SLACK_WEBHOOK_URL": slack.url("slow")}
+    ).start()
+    for line in sample("--duration", "2m", "--fault", "machine2:overload:1m:30s").splitlines():
+        harness.write_metric(line)
+        harness.read_metric(timeout=60)
+    deadline = time.monotonic() + 30
+    while slack.arrived < 1:  # an alert is on its way (the stand-in answers after 30 s)
+        assert time.monotonic() < deadline, "no alert was sent"
+        time.sleep(0.05)
+    assert harness.process is not None
+    harness.process.send_signal(signal.SIGTERM)
+    time.sleep(1.0)  # into the 3 s the pending alert gets; not a bound on anything
+    harness.process.send_signal(signal.SIGTERM)
+    assert harness.process.wait(timeout=10) == 0
+    harness.join()
+    summary = next(line for line in harness.stderr_lines if b"metrics in" in line)
+    assert b"0 sent in 0 messages" in summary and b"0 dropped" not in summary

@@ -6,6 +6,8 @@ import math
 import random
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from hst_processor.derived import DerivedFeature, DerivedState
 
@@ -98,3 +100,52 @@ def test_an_exported_state_continues_exactly_where_it_stopped() -> None:
         second.restore(first.export())
         got += [second.update(row) for row in rows[cut:]]
         assert got == expected
+
+
+ALL_KINDS = (
+    DerivedFeature("c", "change", "x"),
+    DerivedFeature("d", "deviation", "x", window=3),
+    DerivedFeature("s", "spread", "y", window=3),
+    DerivedFeature("r", "residual", "x", of="y", fit=4, window=2),
+    DerivedFeature("r1", "residual", "y", of="x", fit=3),
+    DerivedFeature("n", "repeats", "y"),
+    DerivedFeature("q", "ratio", "x", of="y"),
+)
+LIMIT = 1.7976931348623157e308
+# Every finite float a metric can carry, with the float limits and their neighbours often.
+ANY_VALUE = st.one_of(
+    st.sampled_from([LIMIT, -LIMIT, 1e200, -1e200, 5e-324, 0.0, 1.0]),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(ANY_VALUE, ANY_VALUE), min_size=1, max_size=12))
+@example([(1e200, 1.0)] + [(1.0, 1.0)] * 5)  # a huge value in the residual's fit (issue 12)
+@example([(1.0, LIMIT), (1.0, 1.0), (1.0, 1.0)])  # a huge then a small value in a spread
+def test_any_finite_values_give_finite_features_and_a_state_that_resumes(
+    rows: list[tuple[float, float]],
+) -> None:
+    """Values at the float limits once overflowed a sum or a square and raised, and the
+    poisoned fit, saved with the series, raised again after every restart."""
+    whole = DerivedState(ALL_KINDS, ("x", "y"))
+    expected = [whole.update(list(row)) for row in rows]
+    for values in expected:
+        assert values is None or all(math.isfinite(value) for value in values)
+    cut = len(rows) // 2
+    first = DerivedState(ALL_KINDS, ("x", "y"))
+    got = [first.update(list(row)) for row in rows[:cut]]
+    second = DerivedState(ALL_KINDS, ("x", "y"))
+    second.restore(first.export())
+    got += [second.update(list(row)) for row in rows[cut:]]
+    assert got == expected
+
+
+def test_overflow_is_computed_on_scaled_values_not_just_clipped() -> None:
+    """Near the float limit the mean and spread are still the right numbers."""
+    spread = feed(DerivedFeature("s", "spread", "x", window=2), [[LIMIT, 0], [-LIMIT, 0]])
+    assert spread == [None, LIMIT]
+    huge_then_small = feed(DerivedFeature("s", "spread", "x", window=2), [[1e200, 0], [0.0, 0]])
+    assert huge_then_small == [None, 5e199]
+    deviation = feed(DerivedFeature("d", "deviation", "x", window=2), [[LIMIT, 0]] * 3)
+    assert deviation == [None, None, 0.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -9,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from hst_processor import lineproto
 from hst_processor.errors import LineProtocolError
 from hst_processor.lineproto import (
     FieldValue,
     Metric,
+    MetricSplitter,
     Unsigned,
     enrich,
     format_float,
@@ -251,3 +254,58 @@ def test_float_fields_follow_telegrafs_grammar(token: str) -> None:
     else:
         assert expected_valid, token
         assert value == float(token)
+
+
+SPLIT_ALPHABET = ["m", " ", ",", "=", '"', "\\", "\n", "1", "a", "\r", "\f", "\t"]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from(SPLIT_ALPHABET), max_size=40).map("".join),
+    st.lists(st.integers(1, 6), min_size=1, max_size=40),
+)
+@example('m s="a\nb" 1\nm v=1\n', [1])
+@example('m s="open\\', [9, 1])  # a backslash that may escape what comes next
+def test_the_splitter_cuts_text_in_pieces_as_it_cuts_the_whole(
+    text: str, pieces: list[int]
+) -> None:
+    full = 'm,t=1 a="' + text  # often inside a string field, where it gets interesting
+    whole, rest = split_metrics(full)
+    splitter = MetricSplitter()
+    got: list[str] = []
+    position = 0
+    for size in itertools.cycle(pieces):
+        if position >= len(full):
+            break
+        got += splitter.feed(full[position : position + size])
+        position += size
+    assert (got, splitter.held) == (whole, rest)
+
+
+def test_the_splitter_reads_a_string_that_runs_on_for_many_lines_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each newline inside an open string used to re-parse all the text held (quadratic)."""
+    parses = []
+    careful = lineproto._parse_careful
+    monkeypatch.setattr(lineproto, "_parse_careful", lambda text: parses.append(1) or careful(text))
+    splitter = MetricSplitter()
+    assert splitter.feed('m s="') == []
+    for _ in range(5000):
+        assert splitter.feed("a line\n") == []
+    assert splitter.holds_lines
+    assert splitter.feed('",v=1 1\nm v=2 2\n') == [
+        'm s="' + "a line\n" * 5000 + '",v=1 1\n',
+        "m v=2 2\n",
+    ]
+    assert len(parses) == 1  # only the first line, to tell a string field from a quoted tag
+
+
+def test_a_released_line_is_given_up_and_the_rest_read_afresh() -> None:
+    splitter = MetricSplitter()
+    assert splitter.feed('m s="open\nm v=1 1\nm v=2 2\n') == []
+    assert splitter.release_first_line() == 'm s="open\n'
+    assert splitter.feed("") == ["m v=1 1\n", "m v=2 2\n"]
+    assert splitter.feed('m s="open\nm v=1 1\nm v=') == []
+    assert splitter.release_lines() == ['m s="open\n', "m v=1 1\n"]
+    assert (splitter.feed("3 3\n"), splitter.held) == (["m v=3 3\n"], "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,3 +65,29 @@ def test_the_command_writes_a_png(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 1 and "has no metric the config scores" in refused.stderr
+
+
+def test_without_matplotlib_or_with_no_machine_chosen_the_command_says_why(
+    tmp_path: Path,
+) -> None:
+    """Both ended in a traceback."""
+    data, _ = simulated(tmp_path)
+    script = shutil.which("hst-processor")
+    assert script is not None
+    plot = [script, "--config", str(CONFIG), "plot", str(data), "-o", str(tmp_path / "x.png")]
+    none_chosen = subprocess.run(
+        [*plot, "--machines", "machine9"], capture_output=True, text=True, timeout=120
+    )
+    assert none_chosen.returncode == 2
+    assert none_chosen.stderr.splitlines()[-1] == (
+        f"E! plot: --machines machine9 matches no machine in {data} "
+        "(it has machine1, machine2, machine3)"
+    )
+    # A matplotlib that cannot be imported, ahead of the real one on the path.
+    hidden = tmp_path / "hidden" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+    missing = subprocess.run(plot, capture_output=True, text=True, timeout=120, env=env)
+    assert missing.returncode == 2
+    assert missing.stderr == "E! plot needs matplotlib: pip install 'hst-processor[plot]'\n"

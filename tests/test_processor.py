@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from hst_processor import processor as processor_module
 from hst_processor.config import load_config, parse_config
 from hst_processor.log import Log
 from hst_processor.processor import Processor
@@ -117,3 +118,36 @@ def test_summary_counts_everything() -> None:
     assert "5 metrics in, 5 out, 1 scored" in summary
     assert "2 in warm-up, 1 unparseable" in summary
     assert "1 blank" in summary and "1 series" in summary
+
+
+def test_a_string_held_past_the_bound_lets_its_lines_go_unparsed_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(processor_module, "MAX_HELD_CHARS", 100)
+    stderr = io.StringIO()
+    processor = Processor(parse_config({}), Log(stderr))
+    lines = ['m s="open\n'] + [f"m v={i} {i}\n" for i in range(20)]
+    out = processor.feed("".join(lines[:5]))
+    assert out == "" and processor.stalled  # held, while under the bound
+    out += processor.feed("".join(lines[5:]) + "m v=")
+    assert out == "".join(lines)  # every line once, unchanged: none parsed, none scored
+    assert not processor.stalled
+    assert processor.feed("1 1\n") == "m,anomaly=warmup v=1 1\n"  # the stream goes on
+    assert processor.stats.unparseable == len(lines)
+    assert processor.stats.metrics_in == processor.stats.metrics_out == len(lines) + 1
+    assert "quoted string ran on for" in stderr.getvalue()
+
+
+def test_a_cut_off_last_line_is_neither_scored_nor_learned() -> None:
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    assert processor.feed("m v=1 1\nm v=12") == "m,anomaly=warmup v=1 1\n"
+    assert processor.finish() == "m v=12"  # "m v=123 3" cut short: no tag, no newline
+    assert processor.detector.counters.warmup == 1
+    assert processor.stats.cut_off == 1
+
+
+def test_at_the_end_an_open_string_lets_the_lines_it_held_go_as_its_hold_would() -> None:
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    assert processor.feed('m s="open\nm v=1 1\nm v=2') == ""
+    assert processor.finish() == 'm s="open\nm,anomaly=warmup v=1 1\nm v=2'
+    assert (processor.stats.unparseable, processor.stats.cut_off) == (1, 1)
