@@ -384,8 +384,10 @@ class Notifier:
         for sink in self.sinks:
             sink.enqueue(event)
 
-    def close(self) -> None:
-        deadline = time.monotonic() + self.shutdown_grace
+    def close(self, since: float | None = None) -> None:
+        """Give pending alerts ``shutdown_grace`` seconds from ``since`` (``time.monotonic``;
+        default now) to go out."""
+        deadline = (time.monotonic() if since is None else since) + self.shutdown_grace
         for sink in self.sinks:
             sink.close(deadline)
 

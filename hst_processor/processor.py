@@ -246,12 +246,14 @@ class Processor:
         if self.state is not None:
             self.state.maybe_save(self.detector, self.processed)
 
-    def close(self) -> None:
-        """Save the state, then give pending alerts their short grace to go out."""
+    def close(self, stopped_at: float | None = None) -> None:
+        """Save the state, then give pending alerts their short grace to go out: counted from
+        ``stopped_at`` (the stop signal's ``time.monotonic``) when given, so that the output's
+        drain and the save do not push the exit past Telegraf's 5 s."""
         if self.state is not None:
             self.state.save_now(self.detector, self.processed)
         if self.notifier is not None:
-            self.notifier.close()
+            self.notifier.close(since=stopped_at)
 
     def summary(self) -> str:
         stats, counters = self.stats, self.detector.counters
@@ -268,7 +270,8 @@ class Processor:
             f"{counters.warmup} in warm-up, {stats.unparseable} unparseable, "
             f"{stats.not_utf8} not UTF-8, {stats.blank} blank, {stats.cut_off} cut off, "
             f"{counters.not_scored} missing features, {counters.non_numeric} non-numeric, "
-            f"{counters.already_scored} already scored, {len(self.detector.series)} series, "
+            f"{counters.already_scored} already scored, {counters.key_too_long} keys too long, "
+            f"{len(self.detector.series)} series, "
             f"{counters.evicted} evicted{alerts}"
         )
 
@@ -389,7 +392,8 @@ def serve(
         output.write(processor.feed(decoder.decode(b"", final=True)) + processor.finish())
     finally:
         output.close()
-        processor.close()  # a stop signal now is caught and changes nothing: the save goes on
+        # A stop signal now is caught and changes nothing: the save goes on.
+        processor.close(stop.requested_at if stop.requested else None)
         if own_stop:
             stop.restore()
     if output.dropped:

@@ -131,3 +131,26 @@ def test_a_config_error_never_quotes_a_value_from_the_environment(
     assert result.returncode == 2
     assert result.stderr.startswith(b"E! config error: ")  # still names the key and the reason
     assert b"SECRET" not in result.stderr and b"hooks.slack.com" not in result.stderr
+
+
+def test_series_with_huge_keys_are_bounded_by_bytes_through_the_command(tmp_path: Path) -> None:
+    """Issue 12, class 12: memory was bounded by the number of series only."""
+    config = tmp_path / "c.yaml"
+    config.write_text("measurements: [m]\ngroup_by: [host]\nlimits: {memory_mb: 16}\n")
+    padding = "x" * 3000  # under limits.max_key_bytes: modelled, but each key is heavy
+    lines = [f"m,host=h{i}{padding} v={i % 7} {i}" for i in range(3000)]
+    lines += [f"m,host=big{i}{'y' * 10_000} v=1 {i}" for i in range(5)]  # over it: not modelled
+    stream = ("\n".join(lines) + "\n").encode()
+    script = shutil.which("hst-processor")
+    assert script is not None
+    result = subprocess.run(
+        [script, "--config", str(config)], input=stream, capture_output=True, timeout=120
+    )
+    assert result.returncode == 0
+    assert result.stdout.count(b"\n") == len(lines)
+    summary = next(line for line in result.stderr.splitlines() if b"metrics in" in line).decode()
+    kept = int(summary.split(" series,")[0].rsplit(" ", 1)[1])
+    evicted = int(summary.split(" evicted")[0].rsplit(" ", 1)[1])
+    assert "5 keys too long" in summary
+    assert 0 < kept < 3000 and kept + evicted == 3000  # 16 MiB cannot hold 3,000 series
+    assert b"limits.memory_mb" in result.stderr  # and the operator is told why

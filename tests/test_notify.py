@@ -266,3 +266,15 @@ def test_tag_values_cannot_inject_mentions_or_links_into_slack(slack: SlackStand
         assert "<!channel>" not in text and "<https://evil" not in text
         assert "& " not in text  # a bare ampersand would start an entity
     assert "&lt;!channel&gt;" in received.body["text"]
+
+
+def test_the_grace_counts_from_the_stop_not_from_the_close(slack: SlackStandIn) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url("slow"), stderr, timeout=30, shutdown_grace=4)
+    notifier.enqueue(event())
+    wait_until(lambda: slack.arrived == 1)
+    # The stop came 3.5 s ago (the output's drain and the save took that long): 0.5 s remain.
+    started = time.monotonic()
+    notifier.close(since=started - 3.5)
+    assert time.monotonic() - started < 2.5  # not the whole 4 s again
+    assert notifier.counters.dropped + notifier.counters.failed == 1
