@@ -51,9 +51,31 @@ import numpy as np
 from hst_processor.derived import FINITE_BOUND
 from hst_processor.scaling import FloatArray
 
-__all__ = ["KINDS", "LIMIT", "ContextFeatures", "context_names", "source_of", "unsquash"]
+__all__ = [
+    "KINDS",
+    "LIMIT",
+    "SAVED_MATRICES",
+    "SAVED_VECTORS",
+    "ContextFeatures",
+    "context_names",
+    "source_of",
+    "unsquash",
+]
 
 KINDS = ("deviation", "level", "residual")
+SAVED_VECTORS = (
+    "center",
+    "half_range",
+    "floor",
+    "level",
+    "usual",
+    "mean",
+    "spread",
+    "residual_spread",
+)
+"""The state kept per field, one number each, as a snapshot names it."""
+SAVED_MATRICES = ("coefficients",)
+"""The state kept per pair of fields (the residuals' fit), one row per field."""
 
 LIMIT = 4.0
 """Features are squashed into [-LIMIT, LIMIT]: the model's box."""
@@ -226,18 +248,7 @@ class ContextFeatures:
             "pending": self.pending,
             "fitted": self.fitted,
             "arrays": {
-                name: getattr(self, name).tolist()
-                for name in (
-                    "center",
-                    "half_range",
-                    "floor",
-                    "level",
-                    "usual",
-                    "mean",
-                    "spread",
-                    "coefficients",
-                    "residual_spread",
-                )
+                name: getattr(self, name).tolist() for name in SAVED_VECTORS + SAVED_MATRICES
             },
         }
 

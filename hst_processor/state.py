@@ -42,7 +42,7 @@ import numpy as np
 
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
-from hst_processor.context import ContextFeatures, context_names
+from hst_processor.context import SAVED_MATRICES, SAVED_VECTORS, ContextFeatures, context_names
 from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
@@ -177,16 +177,6 @@ _MASSES = {"counter", "first_window", "windows", "dtype", "live", "reference"}
 _COUNT_DTYPES = ("uint8", "uint16", "int32")  # what export_masses writes
 _DERIVED = {"specs", "previous", "history", "fit_points", "lines"}
 _CONTEXT = {"fields", "pending", "fitted", "arrays"}
-_CONTEXT_VECTORS = [
-    "center",
-    "half_range",
-    "floor",
-    "level",
-    "usual",
-    "mean",
-    "spread",
-    "residual_spread",
-]
 _RARITY = {"counts", "total", "weight", "seen", "tail"}
 _INT64 = 2**63
 
@@ -335,13 +325,14 @@ def _context(saved: Any, where: str, inputs: list[str], features: list[str], win
     arrays = _keys(
         saved["arrays"],
         f"{where}.arrays",
-        {*_CONTEXT_VECTORS, "coefficients"},
+        {*SAVED_VECTORS, *SAVED_MATRICES},
     )
-    for name in _CONTEXT_VECTORS:
+    for name in SAVED_VECTORS:
         _numbers(arrays[name], f"{where}.arrays.{name}", width)
-    rows = _list(arrays["coefficients"], f"{where}.arrays.coefficients", width)
-    for position, row in enumerate(rows):
-        _numbers(row, f"{where}.arrays.coefficients[{position}]", width)
+    for name in SAVED_MATRICES:
+        rows = _list(arrays[name], f"{where}.arrays.{name}", width)
+        for position, row in enumerate(rows):
+            _numbers(row, f"{where}.arrays.{name}[{position}]", width)
 
 
 def _rarity(saved: Any, where: str) -> None:
