@@ -10,10 +10,9 @@ import random
 from typing import Any
 
 import pytest
+import river.anomaly as river_anomaly
 
 from hst_processor.halfspacetrees import HalfSpaceTrees
-
-river_anomaly = pytest.importorskip("river.anomaly")
 
 FEATURES = ("load", "power", "temperature", "vibration")
 CONFIGS = [(10, 8, 250), (25, 15, 250), (5, 2, 250)]

@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-pytest.importorskip("river")
-
 DEMO_CONFIG = ROOT / "hst-processor.yaml"
 NAIVE = [sys.executable, str(ROOT / "benchmarks" / "naive_processor.py")]
 LINE = (

@@ -18,8 +18,6 @@ from conftest import BENCH_LINES, ROOT
 from simulator.run import simulate
 from simulator.scenario import ScheduledFault
 
-pytest.importorskip("river")
-
 MACHINES = [3, 1000]
 
 

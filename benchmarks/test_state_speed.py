@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import river.anomaly as river_anomaly
 
 from hst_processor.config import parse_config
 from hst_processor.detector import Detector
 from hst_processor.lineproto import parse_metric
 from hst_processor.log import Log
 from hst_processor.state import snapshot, write_atomic
-
-river_anomaly = pytest.importorskip("river.anomaly")
 
 N_SERIES = 10_000
 LIMITS = {"load": [0, 250], "power": [0, 600], "temperature": [0, 150], "vibration": [0, 700]}

@@ -6,12 +6,11 @@ import random
 
 import numpy as np
 import pytest
+import river.anomaly as river_anomaly
 
 from hst_processor.forest import Forest
 from hst_processor.halfspacetrees import HalfSpaceTrees
 from hst_processor.trees import tree_structure
-
-river_anomaly = pytest.importorskip("river.anomaly", reason="river is a test dependency")
 
 FEATURES = ("load", "power", "temperature", "vibration")
 

@@ -14,8 +14,6 @@ import pytest
 from hst_processor.halfspacetrees import HalfSpaceTrees
 from tests.test_forest import mixed_stream, river_scores
 
-pytest.importorskip("river.anomaly", reason="river is a test dependency")
-
 N_POINTS = 100_000
 
 
