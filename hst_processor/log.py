@@ -84,12 +84,18 @@ class Log:
         self._repeats[kind] = _Repeats(next_report=now + self._repeat_interval)
         self.warn(message)
 
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret replaced: for a caller that must cut a text
+        short before it logs it (a cut through a secret would no longer match)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
     def _write(self, rank: int, prefix: str, message: str) -> None:
         if rank > self._rank:
             return
         # One event, one line: Telegraf reads stderr line by line.
-        for secret in self._secrets:
-            message = message.replace(secret, "<redacted>")
+        message = self.redact(message)
         line = prefix + message.replace("\r", " ").replace("\n", " ") + "\n"
         with self._lock:
             try:

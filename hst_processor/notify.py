@@ -109,18 +109,19 @@ def retry_after_seconds(header: str | None, now: float) -> float | None:
 
 
 def secret_parts(url: str) -> list[str]:
-    """The texts of a webhook URL that must never be printed, longest first: the URL, its
-    path, the path's segments and query values of 6 or more characters that are not plain
-    words (Slack's ``T.../B.../token``), the query and any user or password; each also
-    percent-decoded.
+    r"""The texts of a webhook URL that must never be printed, longest first: the URL, its
+    path, the path's segments and query values that may be a token (12 characters or more,
+    or 6 or more that are not a lowercase word: Slack's ``T.../B.../token``), the query and
+    any user or password; each also percent-decoded and with ``/`` escaped as JSON may
+    escape it (a server that echoes the URL in a JSON error).
 
-    >>> for part in secret_parts("https://hooks.slack.com/services/T0AB12/B0CD34/xyzTOKEN99"):
-    ...     print(part)
-    /services/T0AB12/B0CD34/xyzTOKEN99
-    services/T0AB12/B0CD34/xyzTOKEN99
-    xyzTOKEN99
-    T0AB12
-    B0CD34
+    >>> parts = secret_parts("https://hooks.slack.com/services/T0AB12/B0CD34/xyzTOKEN99")
+    >>> "xyzTOKEN99" in parts, "T0AB12" in parts, "services" in parts
+    (True, True, False)
+    >>> r"\/services\/T0AB12\/B0CD34\/xyzTOKEN99" in parts  # as a JSON error may echo it
+    True
+    >>> "sharedsecrettoken" in secret_parts("https://h.example/incoming/sharedsecrettoken")
+    True
     """
     try:
         parsed = urllib.parse.urlsplit(url)
@@ -131,9 +132,10 @@ def secret_parts(url: str) -> list[str]:
     words = parsed.path.split("/") + [
         value for _, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
     ]
-    pieces += [w for w in words if len(w) >= 6 and not (w.isalpha() and w.islower())]
+    pieces += [w for w in words if len(w) >= 12 or (len(w) >= 6 and not _is_word(w))]
+    pieces += [urllib.parse.unquote(p) for p in pieces]
     found: list[str] = []
-    for piece in pieces + [urllib.parse.unquote(p) for p in pieces]:
+    for piece in pieces + [p.replace("/", "\\/") for p in pieces] + [url.replace("/", "\\/")]:
         if len(piece) >= 6 and piece not in found and piece != url:
             found.append(piece)
     return sorted(found, key=len, reverse=True)
@@ -145,19 +147,55 @@ class Transport(Protocol):
     def post(self, url: str, payload: Mapping[str, Any], timeout: float) -> Response: ...
 
 
+def _is_word(text: str) -> bool:
+    """A path word such as ``services`` or ``incoming-webhooks``, not a token."""
+    return all(c.islower() or c == "-" for c in text)
+
+
+MAX_HANGING_REQUESTS = 4  # requests given up on that may still be waiting for their server
+
+
 class RequestsTransport:
+    """``requests``, with a bound on the whole answer: ``requests`` bounds each read by the
+    timeout, so a server that sends its headers a byte at a time would hold a request for
+    ever. Each request runs in a thread of its own, and the answer must be complete within
+    twice the timeout; a request given up on keeps its thread (and a session of its own)
+    until its server lets go, and no more than MAX_HANGING_REQUESTS of them wait at once."""
+
     def __init__(self) -> None:
         import requests  # only when a webhook is configured: it costs start-up time
 
         self._requests = requests
         self._session = requests.Session()
+        self._hanging: list[threading.Thread] = []
 
     def post(self, url: str, payload: Mapping[str, Any], timeout: float) -> Response:
+        self._hanging = [thread for thread in self._hanging if thread.is_alive()]
+        if len(self._hanging) >= MAX_HANGING_REQUESTS:
+            return Response(0, problem="earlier requests still wait for an answer")
+        answers: list[Response] = []
+        session = self._session
+        worker = threading.Thread(
+            target=lambda: answers.append(self._exchange(session, url, payload, timeout)),
+            name="webhook-request",
+            daemon=True,
+        )
+        worker.start()
+        worker.join(2 * timeout)
+        if answers:
+            return answers[0]
+        self._hanging.append(worker)
+        self._session = self._requests.Session()  # the hanging request keeps the old one
+        return Response(0, problem=f"no complete answer within {2 * timeout:g} s")
+
+    def _exchange(
+        self, session: Any, url: str, payload: Mapping[str, Any], timeout: float
+    ) -> Response:
         requests = self._requests
         try:
             # A webhook that redirects is misconfigured (and requests would turn the POST
             # into a GET); the body is streamed so that only its start is ever read.
-            answer = self._session.post(
+            answer = session.post(
                 url, json=payload, timeout=timeout, allow_redirects=False, stream=True
             )
         except requests.Timeout:
@@ -170,9 +208,11 @@ class RequestsTransport:
             return Response(0, problem=type(error).__name__)
         except ValueError as error:  # urllib3's LocationParseError: a host it cannot parse
             return Response(0, problem=f"invalid URL ({type(error).__name__})", permanent=True)
+        except Exception as error:  # any other failure before an answer: worth a retry
+            return Response(0, problem=type(error).__name__)
         try:
             body = _read_start(answer.raw, BODY_LIMIT, time.monotonic() + timeout)
-        except (requests.RequestException, OSError, ValueError):
+        except Exception:  # a reset mid-body (urllib3's ProtocolError), a bad encoding...
             body = b""  # the status is what counts; a broken body changes nothing
         finally:
             answer.close()
@@ -348,7 +388,10 @@ class WebhookSink:
     def _give_up(self, batch: Sequence[AlertEvent], response: Response) -> None:
         self.counters.failed += 1
         what = response.problem if response.status == 0 else f"HTTP {response.status}"
-        detail = response.body.strip().replace("\n", " ")[:100]
+        # Redacted before it is cut short (a cut through the secret would hide it from the
+        # log's own redaction), and only printable characters reach Telegraf's log.
+        printable = "".join(c if c.isprintable() else " " for c in self._log.redact(response.body))
+        detail = " ".join(printable.split())[:100]
         key = (response.status, detail or what)
         message = f"{self.name} webhook: could not deliver {len(batch)} alert(s): {what}" + (
             f" ({detail})" if detail else ""

@@ -1,4 +1,4 @@
-"""A local HTTP server that answers like a Slack incoming webhook, for the alert tests.
+r"""A local HTTP server that answers like a Slack incoming webhook, for the alert tests.
 
 Paths choose the behaviour (Slack's own answers, from its webhook documentation):
 
@@ -15,6 +15,12 @@ And answers a careless or hostile server gives:
 * ``/echo/...``: 500 whose body repeats the request's path (the secret token)
 * ``/endless/...``: 200, then a body that never ends
 * ``/trickle/...``: 200, then a body of one byte every 0.2 s, for ever
+* ``/slowheaders/...``: a status line, then header bytes one every 0.2 s, for ever
+* ``/reset/...`` and ``/reset503/...``: 200 (or 503) promising 1,000 bytes, then a connection
+  reset after 10
+* ``/echojson/...``: 404 whose JSON body repeats the whole URL, ``/`` escaped as ``\/``
+* ``/echolong/...``: 404 whose body pads the path so that a cut at 100 characters falls
+  inside the token
 
 Every request is recorded with its arrival time and JSON body.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -96,6 +103,17 @@ def start() -> SlackStandIn:
                 headers = {"Location": "/ok/" + self.path.strip("/").split("/", 1)[1]}
             elif behaviour == "echo":
                 status, text = 500, f"no such webhook: {self.path}"
+            elif behaviour == "echojson":
+                url = f"http://{self.headers.get('Host')}{self.path}"
+                status, text = 404, json.dumps({"error": "no_such_hook", "url": url})
+                text = text.replace("/", "\\/")
+            elif behaviour == "echolong":
+                status, text = 404, "channel_not_found " + "a" * 37 + self.path
+            elif behaviour in ("slowheaders", "reset", "reset503"):
+                with stand_in._lock:
+                    stand_in.received.append(Received(self.path, body, time.monotonic(), 0))
+                self._misbehave(behaviour)
+                return
             elif behaviour in ("endless", "trickle"):
                 with stand_in._lock:
                     stand_in.received.append(Received(self.path, body, time.monotonic(), 200))
@@ -124,6 +142,27 @@ def start() -> SlackStandIn:
                 self.wfile.write(text.encode())
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting, as it should
+
+        def _misbehave(self, behaviour: str) -> None:
+            try:
+                if behaviour == "slowheaders":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    while True:
+                        self.wfile.write(b"X")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                status = b"200 OK" if behaviour == "reset" else b"503 Service Unavailable"
+                self.wfile.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 1000\r\n\r\n")
+                self.wfile.write(b"0123456789")
+                self.wfile.flush()
+                time.sleep(0.2)
+                # A reset, not an orderly close: the client's read fails mid-body.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
         def _stream_body(self, behaviour: str) -> None:
             chunk, pause = (b"x" * 65536, 0.0) if behaviour == "endless" else (b"x", 0.2)

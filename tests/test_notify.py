@@ -139,7 +139,9 @@ def test_full_queue_drops_the_oldest(slack: SlackStandIn) -> None:
     notifier.close()
 
 
-@pytest.mark.parametrize("behaviour", ["notfound", "error", "echo", "slow", "refused"])
+@pytest.mark.parametrize(
+    "behaviour", ["notfound", "error", "echo", "echojson", "echolong", "slow", "refused"]
+)
 def test_the_webhook_url_never_reaches_the_log(slack: SlackStandIn, behaviour: str) -> None:
     stderr = io.StringIO()
     url = slack_server.refused_url() if behaviour == "refused" else slack.url(behaviour)
@@ -278,3 +280,38 @@ def test_the_grace_counts_from_the_stop_not_from_the_close(slack: SlackStandIn) 
     notifier.close(since=started - 3.5)
     assert time.monotonic() - started < 2.5  # not the whole 4 s again
     assert notifier.counters.dropped + notifier.counters.failed == 1
+
+
+def test_a_token_of_plain_lowercase_letters_is_redacted_too(slack: SlackStandIn) -> None:
+    stderr = io.StringIO()
+    url = f"{slack.base}/echojson/hooks/incoming/sharedsecrettoken"
+    notifier, _ = notifier_for(url, stderr, max_retries=0)
+    notifier.enqueue(event())
+    wait_until(lambda: notifier.counters.failed == 1)
+    notifier.close()
+    assert "shared" not in stderr.getvalue()  # not the token, nor a piece of it
+    assert "HTTP 404" in stderr.getvalue()  # the failure itself is still said
+
+
+def test_headers_that_never_end_are_given_up_on_and_retried(slack: SlackStandIn) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url("slowheaders"), stderr, timeout=1, max_retries=1)
+    notifier.enqueue(event())
+    wait_until(lambda: notifier.counters.failed == 1, timeout=30)
+    notifier.close()
+    assert (notifier.counters.failed, notifier.counters.retried) == (1, 1)
+    assert slack.arrived == 2  # tried again, not stuck in the first answer
+    assert "no complete answer" in stderr.getvalue()
+
+
+@pytest.mark.parametrize(("behaviour", "sent", "retried"), [("reset", 1, 0), ("reset503", 0, 1)])
+def test_a_reset_in_the_body_leaves_the_status_to_count(
+    slack: SlackStandIn, behaviour: str, sent: int, retried: int
+) -> None:
+    stderr = io.StringIO()
+    notifier, _ = notifier_for(slack.url(behaviour), stderr, max_retries=1)
+    notifier.enqueue(event())
+    wait_until(lambda: notifier.counters.sent + notifier.counters.failed == 1)
+    notifier.close()
+    counters = notifier.counters
+    assert (counters.sent, counters.retried, counters.failed) == (sent, retried, 1 - sent)
