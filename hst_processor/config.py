@@ -259,12 +259,16 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path} is not UTF-8 text (byte {exc.start})") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    except RecursionError:  # PyYAML recurses once per nesting level
+        raise ConfigError("", f"{path} is nested too deeply to be a config") from None
     if document is None:
         document = {}
     return parse_config(document)
@@ -747,7 +751,9 @@ class _Expansion:
         for value in sorted(self.used, key=len, reverse=True):
             if len(value) >= 4:  # shorter texts are not secrets and would garble the message
                 reason = reason.replace(value, "<a value from the environment>")
-        return ConfigError(key, reason) if reason != error.reason else error
+                key = key.replace(value, "<a key from the environment>")
+        changed = (key, reason) != (error.key, error.reason)
+        return ConfigError(key, reason) if changed else error
 
     def walk(self, value: Any, key: str, depth: int, substitute: bool = True) -> Any:
         self.values += 1
@@ -799,7 +805,20 @@ def _substitute(value: str, environ: Mapping[str, str], key: str, used: set[str]
     if _REFERENCE.fullmatch(value):
         # A whole-value reference takes the type its text has in YAML (a number, a boolean).
         try:
-            return yaml.safe_load(result) if result else result
+            parsed = yaml.safe_load(result) if result else result
         except yaml.YAMLError:
             return result
+        except RecursionError:
+            raise ConfigError(key, "the environment variable's YAML is nested too deeply") from None
+        used.update(_texts_in(parsed))  # keys and values parsed out of it are as secret
+        return parsed
     return result
+
+
+def _texts_in(value: Any) -> list[str]:
+    """Every key and value of a parsed YAML value, as text."""
+    if isinstance(value, dict):
+        return [text for k, v in value.items() for text in (str(k), *_texts_in(v))]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts_in(item)]
+    return [str(value)]

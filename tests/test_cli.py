@@ -112,6 +112,8 @@ def test_check_config_refuses_a_yaml_alias_bomb(tmp_path: Path) -> None:
         "log: {level: 'x${HOOK}x'}",
         "state: {interval: '${HOOK}'}",
         "features: [load]\nderived: [{name: d, kind: '${HOOK}', field: load}]",
+        "model: ${HOOK_YAML_MAP}",  # the variable's YAML: its keys are as secret
+        "model:\n  features: ${HOOK_YAML_LIST}",
     ],
 )
 def test_a_config_error_never_quotes_a_value_from_the_environment(
@@ -126,7 +128,12 @@ def test_a_config_error_never_quotes_a_value_from_the_environment(
         [script, "check-config", str(config)],
         capture_output=True,
         timeout=60,
-        env={**os.environ, "HOOK": secret},
+        env={
+            **os.environ,
+            "HOOK": secret,
+            "HOOK_YAML_MAP": "{T0SECRETKEY: 1}",
+            "HOOK_YAML_LIST": "[B0SECRETFEATURE]",
+        },
     )
     assert result.returncode == 2
     assert result.stderr.startswith(b"E! config error: ")  # still names the key and the reason
@@ -154,3 +161,22 @@ def test_series_with_huge_keys_are_bounded_by_bytes_through_the_command(tmp_path
     assert "5 keys too long" in summary
     assert 0 < kept < 3000 and kept + evicted == 3000  # 16 MiB cannot hold 3,000 series
     assert b"limits.memory_mb" in result.stderr  # and the operator is told why
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"measurements: [m\xff]\n", b"is not UTF-8 text"),
+        (b"measurements: " + b"[" * 3000 + b"]" * 3000 + b"\n", b"nested too deeply"),
+    ],
+)
+def test_a_config_that_is_not_text_or_too_deep_is_a_config_error(
+    tmp_path: Path, content: bytes, reason: bytes
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content)
+    script = shutil.which("hst-processor")
+    assert script is not None
+    result = subprocess.run([script, "check-config", str(config)], capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith(b"E! config error: ") and reason in result.stderr
