@@ -765,12 +765,19 @@ class _Expansion:
             raise ConfigError(
                 key, f"nested deeper than {MAX_DEPTH} levels (a YAML alias inside itself?)"
             )
+        # Walked without substitution: a value read from a variable, whose keys and values
+        # are as secret as its text.
+        from_environment = not substitute
         if isinstance(value, dict):
+            if from_environment:
+                self.used.update(str(k) for k in value)
             return {
                 k: self.walk(v, _path(key, str(k)), depth + 1, substitute) for k, v in value.items()
             }
         if isinstance(value, list):
             return [self.walk(v, f"{key}[{i}]", depth + 1, substitute) for i, v in enumerate(value)]
+        if from_environment:
+            self.used.add(str(value))
         if not isinstance(value, str) or not substitute:
             return value
         result = _substitute(value, self.environ, key, self.used)
@@ -810,15 +817,5 @@ def _substitute(value: str, environ: Mapping[str, str], key: str, used: set[str]
             return result
         except RecursionError:
             raise ConfigError(key, "the environment variable's YAML is nested too deeply") from None
-        used.update(_texts_in(parsed))  # keys and values parsed out of it are as secret
         return parsed
     return result
-
-
-def _texts_in(value: Any) -> list[str]:
-    """Every key and value of a parsed YAML value, as text."""
-    if isinstance(value, dict):
-        return [text for k, v in value.items() for text in (str(k), *_texts_in(v))]
-    if isinstance(value, list):
-        return [text for item in value for text in _texts_in(item)]
-    return [str(value)]
