@@ -54,6 +54,7 @@ from hst_processor.scaling import FloatArray
 __all__ = [
     "KINDS",
     "LIMIT",
+    "MAX_RESIDUAL_FIELDS",
     "SAVED_MATRICES",
     "SAVED_VECTORS",
     "ContextFeatures",
@@ -86,11 +87,19 @@ _FLOOR_FRACTION = 1e-3  # a flat field's unit: this share of its level or range
 _FLOOR_ABSOLUTE = 1e-9
 
 
+MAX_RESIDUAL_FIELDS = 64
+"""Beyond this many fields a series gets deviations only: the residuals' fit costs the fourth
+power of the field count and their coefficients its square (1,000 fields: minutes of fit on
+the metric path and 8 MB per series)."""
+
+
 def _kinds(width: int) -> tuple[str, ...]:
     # With one field there is no relation to learn; the level stands in. With several, the
     # residuals carry each field's place among the others, and a level beside them only adds
     # dimensions the trees' splits must share (measured: fewer faults found).
-    return ("deviation", "level") if width == 1 else ("deviation", "residual")
+    if width == 1:
+        return ("deviation", "level")
+    return ("deviation", "residual") if width <= MAX_RESIDUAL_FIELDS else ("deviation",)
 
 
 def source_of(name: str) -> str:
@@ -160,7 +169,10 @@ class ContextFeatures:
         self.usual = np.ones(width)  # running usual deviation
         self.mean = np.zeros(width)
         self.spread = np.ones(width)
-        self.coefficients = np.zeros((width, width))  # column i predicts field i
+        self.kinds = _kinds(width)
+        # Column i predicts field i (none when the series is too wide for residuals).
+        fitted_width = width if width <= MAX_RESIDUAL_FIELDS else 0
+        self.coefficients = np.zeros((fitted_width, fitted_width))
         self.residual_spread = np.ones(width)
 
     def update(self, row: Sequence[float]) -> list[list[float]]:
@@ -202,7 +214,7 @@ class ContextFeatures:
                 setattr(self, name, np.maximum(getattr(self, name), self.floor))
             standard = np.nan_to_num(np.clip((clean - self.mean) / self.spread, -1e6, 1e6))
         width = len(self.fields)
-        if width > 1:
+        if "residual" in self.kinds:
             coefficients = np.zeros((width, width))
             penalty = _RIDGE * len(standard) * np.eye(width - 1)
             residuals = np.empty_like(standard)
@@ -224,9 +236,9 @@ class ContextFeatures:
             usual = np.maximum(self.usual, self.floor)
             step = safe - self.level
             parts = [step / usual]  # the deviation
-            if len(self.fields) == 1:  # the level
+            if "level" in self.kinds:
                 parts.append((values - self.center) / self.half_range)
-            else:  # the residual against the other fields
+            elif "residual" in self.kinds:  # against the other fields
                 standard = np.clip((safe - self.mean) / self.spread, -1e6, 1e6)
                 predicted = standard @ self.coefficients
                 parts.append((standard - predicted) / self.residual_spread)

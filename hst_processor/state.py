@@ -42,7 +42,13 @@ import numpy as np
 
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
-from hst_processor.context import SAVED_MATRICES, SAVED_VECTORS, ContextFeatures, context_names
+from hst_processor.context import (
+    MAX_RESIDUAL_FIELDS,
+    SAVED_MATRICES,
+    SAVED_VECTORS,
+    ContextFeatures,
+    context_names,
+)
 from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
@@ -329,10 +335,11 @@ def _context(saved: Any, where: str, inputs: list[str], features: list[str], win
     )
     for name in SAVED_VECTORS:
         _numbers(arrays[name], f"{where}.arrays.{name}", width)
+    fitted_width = width if width <= MAX_RESIDUAL_FIELDS else 0  # none when too wide
     for name in SAVED_MATRICES:
-        rows = _list(arrays[name], f"{where}.arrays.{name}", width)
+        rows = _list(arrays[name], f"{where}.arrays.{name}", fitted_width)
         for position, row in enumerate(rows):
-            _numbers(row, f"{where}.arrays.{name}[{position}]", width)
+            _numbers(row, f"{where}.arrays.{name}[{position}]", fitted_width)
 
 
 def _rarity(saved: Any, where: str) -> None:

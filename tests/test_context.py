@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hst_processor.context import LIMIT, ContextFeatures, source_of
+from hst_processor.context import LIMIT, MAX_RESIDUAL_FIELDS, ContextFeatures, source_of
 
 
 def related_rows(count: int, seed: int = 1) -> np.ndarray:
@@ -103,3 +103,25 @@ def test_values_at_the_float_limit_in_the_fit_keep_every_statistic_finite() -> N
     assert all(all(-LIMIT <= f <= LIMIT for f in row) for row in out)
     for name in ("center", "half_range", "level", "usual", "mean", "spread", "coefficients"):
         assert np.isfinite(getattr(context, name)).all(), name
+
+
+def test_a_series_too_wide_for_residuals_gets_deviations_only_and_stays_cheap() -> None:
+    width = MAX_RESIDUAL_FIELDS + 1
+    fields = [f"f{i:04d}" for i in range(width)]
+    context = ContextFeatures(fields, fit=20)
+    assert context.names == tuple(sorted(f"{name}.deviation" for name in fields))
+    assert context.coefficients.size == 0  # no width-squared matrix per series
+    rng = np.random.default_rng(0)
+    rows = [context.update(rng.random(width).tolist()) for _ in range(25)]
+    assert [len(r) for r in rows] == [0] * 19 + [20] + [1] * 5
+    assert all(len(row) == width for batch in rows for row in batch)
+    restored = ContextFeatures(fields, fit=20)
+    restored.restore(context.export())
+    assert restored.update([0.5] * width) == context.update([0.5] * width)
+
+
+def test_twenty_thousand_fields_cost_little() -> None:
+    context = ContextFeatures([f"f{i:05d}" for i in range(20_000)], fit=3)
+    for _ in range(4):
+        context.update([1.0] * 20_000)
+    assert context.coefficients.nbytes == 0
