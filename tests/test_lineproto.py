@@ -309,3 +309,13 @@ def test_a_released_line_is_given_up_and_the_rest_read_afresh() -> None:
     assert splitter.feed('m s="open\nm v=1 1\nm v=') == []
     assert splitter.release_lines() == ['m s="open\n', "m v=1 1\n"]
     assert (splitter.feed("3 3\n"), splitter.held) == (["m v=3 3\n"], "")
+
+
+def test_long_series_texts_are_not_kept_in_the_parse_cache() -> None:
+    from hst_processor import lineproto
+
+    short = parse_metric("m,host=a v=1 1")
+    long_text = "m,host=" + "x" * 4000
+    parsed = parse_metric(long_text + " v=1 1")
+    assert short.tags == {"host": "a"} and parsed.tags == {"host": "x" * 4000}
+    assert "m,host=a" in lineproto._SERIES_CACHE and long_text not in lineproto._SERIES_CACHE
