@@ -22,6 +22,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from hst_processor import __version__
@@ -170,11 +171,10 @@ def _check_config(path: str, log: Log) -> int:
 
 
 def _inspect_state(path: str, log: Log) -> int:
-    from hst_processor.state import StateError, describe, parse
+    from hst_processor.state import StateError, describe, parse, read_snapshot
 
     try:
-        with open(path, "rb") as handle:
-            document = parse(handle.read())
+        document = parse(read_snapshot(Path(path)))
     except OSError as error:
         log.error(f"cannot read {path}: {error.strerror}")
         return 1

@@ -27,10 +27,12 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import glob
 import math
 import os
 import secrets
 import signal
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -41,7 +43,7 @@ import msgpack
 import numpy as np
 
 from hst_processor.alerts import AlertState
-from hst_processor.config import Config
+from hst_processor.config import MIB, Config
 from hst_processor.context import (
     MAX_RESIDUAL_FIELDS,
     SAVED_MATRICES,
@@ -62,6 +64,8 @@ __all__ = [
     "StateStore",
     "describe",
     "forget",
+    "parse",
+    "read_snapshot",
     "restore",
     "snapshot",
 ]
@@ -147,8 +151,23 @@ def snapshot(detector: Detector, processed: int) -> bytes:
 
 def parse(data: bytes) -> dict[str, Any]:
     """Decode and check a snapshot; raise :class:`StateError` saying what is wrong."""
+    # A byte of msgpack can be an empty map, which costs Python some 60 bytes: a snapshot's
+    # leaf counts are byte strings, so real ones hold few containers for their size, and a
+    # file of little else is refused before it costs many times its size.
+    budget = [len(data) // 8 + 10_000]
+
+    def counted(container: Any) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise StateError("not a snapshot: far too many maps and lists for its size")
+        return container
+
     try:
-        document = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        document = msgpack.unpackb(
+            data, raw=False, strict_map_key=False, object_hook=counted, list_hook=counted
+        )
+    except StateError:
+        raise
     except Exception as error:  # msgpack raises several unrelated types for bad input
         raise StateError(f"not a readable snapshot ({type(error).__name__})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
@@ -523,9 +542,23 @@ def _restore_series(
     detector.adopt(series)
 
 
+def read_snapshot(path: Path, limit: int = 1 << 30) -> bytes:
+    """The file's bytes, if it is a regular file of at most ``limit`` bytes: opened without
+    waiting (a FIFO would block the start for ever) and checked before it is read (a link to
+    ``/dev/zero`` would fill the memory)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise StateError("not a regular file")
+        if status.st_size > limit:
+            raise StateError(f"{status.st_size:,} bytes, more than half of limits.memory_mb allows")
+        return file.read(limit + 1)
+
+
 def forget(path: Path, match: Mapping[str, str]) -> int:
     """Remove the series whose tags include ``match`` from a snapshot file; return how many."""
-    document = parse(path.read_bytes())
+    document = parse(read_snapshot(path))
     kept = [
         saved
         for saved in document["series"]
@@ -677,8 +710,12 @@ class StateStore:
             return False
         self._lock_fd = descriptor  # held open for the life of the process, like the lock
         self.enabled, self._retry = True, False
-        for leftover in self.path.parent.glob(self.path.name + _TEMPORARY + "*"):
-            leftover.unlink(missing_ok=True)  # a save that was killed halfway
+        for leftover in self.path.parent.glob(glob.escape(self.path.name) + _TEMPORARY + "*"):
+            try:  # a save that was killed halfway left it; anything else there is not ours
+                if not leftover.is_dir() or leftover.is_symlink():
+                    leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
         if retrying:
             self.log.info(f"state file {self.path}: locked, persisting from now on")
         return True
@@ -690,8 +727,11 @@ class StateStore:
     def load_into(self, detector: Detector) -> int:
         """Restore the snapshot, if any; return how many metrics it had seen."""
         try:
-            data = self.path.read_bytes()
+            data = read_snapshot(self.path, detector.config.limits.memory_mb * MIB // 2)
         except FileNotFoundError:
+            return 0
+        except StateError as error:
+            self._set_aside(detector, str(error))
             return 0
         except OSError as error:
             self.log.warn(f"cannot read state file {self.path}: {error.strerror}; starting fresh")

@@ -569,3 +569,42 @@ def test_a_state_directory_missing_at_start_is_created_by_a_later_save(tmp_path:
     assert parse(state.read_bytes())["processed"] == 300
     resumed = run(config, state, small_lines(10))
     assert b"I! restored 3 series" in resumed.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero", "container bomb"])
+def test_a_state_path_that_is_no_snapshot_file_never_blocks_or_fills_the_start(
+    tmp_path: Path, kind: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "state.msgpack"
+    if kind == "fifo":
+        os.mkfifo(state)  # opening it to read would wait for a writer for ever
+    elif kind == "link to /dev/zero":
+        state.symlink_to("/dev/zero")  # reading it would never end
+    else:  # valid msgpack: a million empty maps in 1 MB, some 60 MB once decoded
+        state.write_bytes(b"\xdd\x00\x0f\x42\x40" + b"\x80" * 1_000_000)
+    result = run(config, state, small_lines(5), preexec=_cap_address_space)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.stdout.count(b"\n") == 5
+    assert b"starting fresh" in result.stderr and b"Traceback" not in result.stderr
+    assert parse(state.read_bytes())["processed"] == 5  # a snapshot of its own now
+
+
+def _cap_address_space() -> None:
+    # Generous for the processor, far too little for a state read without bound.
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_what_is_not_a_leftover_of_ours_is_left_alone(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL)
+    state = tmp_path / "s*"  # a glob pattern as a name must match only itself
+    (tmp_path / "s*.tmp.gone").write_bytes(b"a killed save")
+    (tmp_path / "s*.tmp.dir").mkdir()  # not a file: never ours
+    other = tmp_path / "sother.tmp.keep"
+    other.write_bytes(b"someone else's")
+    result = run(config, state, small_lines(5))
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert not (tmp_path / "s*.tmp.gone").exists()
+    assert (tmp_path / "s*.tmp.dir").is_dir() and other.read_bytes() == b"someone else's"
