@@ -35,12 +35,13 @@ from hst_processor.calibration import calibrated_score
 from hst_processor.config import MIB, Config, series_bytes
 from hst_processor.context import LIMIT, ContextFeatures, context_names, unsquash
 from hst_processor.derived import DerivedState
-from hst_processor.engine import Engine, make_engine
+from hst_processor.engine import Engine, EngineParts, WindowMasses, make_engine
 from hst_processor.forest import FloatArray
 from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
 from hst_processor.rarity import Rarity, RarityState
 from hst_processor.scaling import fixed_limits, learned_limits, scale
+from hst_processor.trees import node_count
 
 __all__ = ["Counters", "Detector", "SeriesKey", "Verdict", "describe_series"]
 
@@ -75,7 +76,7 @@ class Counters:
 class Series:
     key: SeriesKey
     features: tuple[str, ...]  # what the model sees, sorted (river builds its trees so)
-    masses: Any
+    masses: WindowMasses  # made by, and only ever given to, the engine of ``features``
     last_values: list[float | None]  # one per field in ``inputs``
     low: FloatArray | None = None
     high: FloatArray | None = None
@@ -128,7 +129,7 @@ class Detector:
         )
         self.counters = Counters()
         self.series: OrderedDict[SeriesKey, Series] = OrderedDict()
-        self._engines: dict[tuple[str, ...], Engine] = {}
+        self._engines: dict[tuple[str, ...], EngineParts] = {}
         self._released: list[Series] = []
         self._keys: dict[str, SeriesKey] = {}
         self._keys_text = 0  # characters of series text in ``_keys``
@@ -140,22 +141,27 @@ class Detector:
         self._sources = config.feature_sources()
         self._orders: dict[tuple[str, ...], list[int]] = {}
         # The statistic calibrated is log(typical / total); no total is below the isolated one.
-        nodes = 2 ** (config.model.height + 1) - 1
+        nodes = node_count(config.model.height)  # max_total / isolated_total
         self.rarity = Rarity(upper=math.log(nodes) + 1e-6)
         self._by_rarity = config.detection.calibration == "rarity"
         self.context_fit = config.model.window_size
         if config.model.engine == "river":
             importlib.import_module("river.anomaly")  # fail at start, not at the first metric
 
-    def engine(self, features: tuple[str, ...]) -> Engine:
-        engine = self._engines.get(features)
-        if engine is None:
+    def engine(self, features: tuple[str, ...]) -> Engine[Any]:
+        """The engine of one feature set (built on first use)."""
+        return self.engine_parts(features).engine
+
+    def engine_parts(self, features: tuple[str, ...]) -> EngineParts:
+        """The engine of one feature set with what else it can do (explain, persist)."""
+        parts = self._engines.get(features)
+        if parts is None:
             model = self.config.model
-            engine = make_engine(
+            parts = make_engine(
                 model.engine, features, model.n_trees, model.height, model.window_size, model.seed
             )
-            self._engines[features] = engine
-        return engine
+            self._engines[features] = parts
+        return parts
 
     def process(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
         """One verdict per metric (``None``: leave it as it is), in order."""
@@ -196,7 +202,7 @@ class Detector:
                 batch = groups[series.features] = _Batch()
             batch.add(index, series, row, self._seconds(metric) if self._policy else 0.0)
         for features, batch in groups.items():
-            self._score(self.engine(features), batch, verdicts)
+            self._score(self.engine_parts(features), batch, verdicts)
         # Rows of series forgotten during this batch are reused only now that it is scored.
         for series in self._released:
             self.engine(series.features).release(series.masses)
@@ -363,8 +369,9 @@ class Detector:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _score(self, engine: Engine, batch: _Batch, verdicts: list[Verdict | None]) -> None:
+    def _score(self, parts: EngineParts, batch: _Batch, verdicts: list[Verdict | None]) -> None:
         """Verdicts for one feature set's metrics, every series of the batch at once."""
+        engine = parts.engine
         scorable = _Batch()
         for index, series, row, when in zip(
             batch.indices, batch.series, batch.rows, batch.times, strict=True
@@ -383,7 +390,7 @@ class Detector:
         scaled = self._scale(scorable.series, scorable.rows)
         pending = list(range(len(scorable.rows)))
         while pending:
-            pending = self._score_pass(engine, pending, scorable, scaled, verdicts)
+            pending = self._score_pass(parts, pending, scorable, scaled, verdicts)
 
     def _scale(self, owners: list[Series], rows: list[list[float]]) -> FloatArray:
         position: dict[int, int] = {}
@@ -403,7 +410,7 @@ class Detector:
 
     def _score_pass(
         self,
-        engine: Engine,
+        parts: EngineParts,
         pending: list[int],
         batch: _Batch,
         scaled: FloatArray,
@@ -418,9 +425,10 @@ class Detector:
         threshold = detection.threshold
         learn_below = threshold if detection.learn_threshold is None else detection.learn_threshold
         indices, owners, policy = batch.indices, batch.series, self._policy
+        engine = parts.engine
         routed = engine.route(scaled[pending])
         totals = engine.totals_multi([owners[p].masses for p in pending], routed)
-        isolated = engine.max_total / (2 ** (self.config.model.height + 1) - 1)
+        isolated = engine.isolated_total
         room: dict[int, int] = {}
         full: set[int] = set()
         deferred: list[int] = []
@@ -463,14 +471,14 @@ class Detector:
                     "true" if flagged else "false",
                     score,
                     1 - total / engine.max_total,
-                    self._blame(engine, series, scaled[p]) if anomalous else None,
+                    self._blame(parts, series, scaled[p]) if anomalous else None,
                 )
                 self.counters.scored += 1
                 self.counters.anomalous += flagged
                 if policy is not None:
                     kind = policy.observe(series.alert, score, batch.times[p])
                     if kind is not None:
-                        self._raise_alert(kind, engine, series, batch, p, scaled[p], score)
+                        self._raise_alert(kind, parts, series, batch, p, scaled[p], score)
             if learning:
                 self._count_learned(engine, series, room, full, learn, at)
         if learn:
@@ -479,7 +487,7 @@ class Detector:
 
     @staticmethod
     def _count_learned(
-        engine: Engine,
+        engine: Engine[Any],
         series: Series,
         room: dict[int, int],
         full: set[int],
@@ -524,12 +532,12 @@ class Detector:
             order = self._orders[series.features] = [combined.index(f) for f in series.features]
         return order
 
-    def _blame(self, engine: Engine, series: Series, scaled: FloatArray) -> str | None:
+    def _blame(self, parts: EngineParts, series: Series, scaled: FloatArray) -> str | None:
         """The field that drove an anomalous metric's score (a derived feature's source)."""
-        explain = getattr(engine, "explain", None)
-        if not self.config.output.feature_field or explain is None:
+        explainer = parts.explainer
+        if not self.config.output.feature_field or explainer is None:
             return None
-        ranked = explain(series.masses, scaled.tolist())
+        ranked = explainer.explain(series.masses, scaled.tolist())
         if not ranked:
             return None
         name = series.features[ranked[0]]
@@ -540,7 +548,7 @@ class Detector:
     def _raise_alert(
         self,
         kind: str,
-        engine: Engine,
+        parts: EngineParts,
         series: Series,
         batch: _Batch,
         position: int,
@@ -551,15 +559,15 @@ class Detector:
         assert self._notify is not None
         state, row = series.alert, batch.rows[position]
         reasons: list[FeatureReason] = []
-        explain = getattr(engine, "explain", None)
-        if kind != "resolve" and explain is not None and series.low is not None:
+        explainer = parts.explainer
+        if kind != "resolve" and explainer is not None and series.low is not None:
             assert series.high is not None
-            box_low, box_high = engine.normal_box(series.masses)  # type: ignore[attr-defined]
+            box_low, box_high = explainer.normal_box(series.masses)
             span = series.high - series.low
             # Default features are squashed for the trees; a person reads them unsquashed, in
             # usual deviations (deviation) or standard deviations of the fit (residual).
             shown = unsquash if series.context is not None else float
-            for feature in explain(series.masses, scaled.tolist())[:2]:
+            for feature in explainer.explain(series.masses, scaled.tolist())[:2]:
                 reasons.append(
                     FeatureReason(
                         series.features[feature],
@@ -590,7 +598,7 @@ class Detector:
         # Telegraf always writes nanoseconds; a metric without a time is "now".
         return metric.timestamp / 1e9 if metric.timestamp is not None else time.time()
 
-    def _freeze_limits(self, series: Series, engine: Engine) -> None:
+    def _freeze_limits(self, series: Series, engine: Engine[Any]) -> None:
         warmup = np.array(series.warmup_rows, dtype=np.float64)
         low, high = learned_limits(warmup, self.config.scaling.margin)
         for position, name in enumerate(series.features):

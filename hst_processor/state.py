@@ -100,9 +100,8 @@ def snapshot(detector: Detector, processed: int) -> bytes:
     stream had delivered when it was taken (where a replay after a crash should resume)."""
     series_list = []
     for series in detector.series.values():
-        engine = detector.engine(series.features)
-        export = getattr(engine, "export_masses", None)
-        if export is None:
+        persistence = detector.engine_parts(series.features).persistence
+        if persistence is None:
             raise StateError("state can only be kept with the built-in engine (model.engine: hst)")
         measurement, tags = series.key
         series_list.append(
@@ -124,7 +123,7 @@ def snapshot(detector: Detector, processed: int) -> bytes:
                 "context": None if series.context is None else series.context.export(),
                 "rarity": None if series.rarity is None else series.rarity.export(),
                 "episode": [series.in_episode, series.calm],
-                "masses": export(series.masses),
+                "masses": persistence.export_masses(series.masses),
             }
         )
     document = {
@@ -481,9 +480,11 @@ def _restore_series(
     footprint = detector.footprint_of(key, len(inputs), len(features))
     if not detector.make_room(footprint):  # limits.memory_mb: the most recent series stay
         return
-    engine = detector.engine(features)
-    masses = engine.new_masses()
-    engine.import_masses(masses, saved["masses"])  # type: ignore[attr-defined]
+    parts = detector.engine_parts(features)
+    if parts.persistence is None:
+        raise StateError("state can only be kept with the built-in engine (model.engine: hst)")
+    masses = parts.engine.new_masses()
+    parts.persistence.import_masses(masses, saved["masses"])
     series = Series(
         key=key,
         features=features,
