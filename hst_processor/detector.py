@@ -30,12 +30,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
-from hst_processor.calibration import calibrated_score
+from hst_processor.alert_assembly import assemble_alert
+from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason
+from hst_processor.calibration import Calibration
 from hst_processor.config import MIB, Config, series_bytes
-from hst_processor.context import LIMIT, ContextFeatures, context_names, unsquash
+from hst_processor.context import LIMIT, ContextFeatures, context_names
+from hst_processor.decision import EpisodeRule, EpisodeState, GateState, LearnGate
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, EngineParts, WindowMasses, make_engine
+from hst_processor.explanation import Explanation
 from hst_processor.forest import FloatArray
 from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
@@ -81,7 +84,7 @@ class Series:
     low: FloatArray | None = None
     high: FloatArray | None = None
     warmup_rows: list[list[float]] = field(default_factory=list)
-    anomalous_run: int = 0
+    gate: GateState = field(default_factory=GateState)  # the learn gate's run of anomalies
     complete: bool = False  # every feature has been seen at least once
     alert: AlertState = field(default_factory=AlertState)
     last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
@@ -89,8 +92,7 @@ class Series:
     inputs: tuple[str, ...] = ()  # the fields read from metrics, sorted; () means ``features``
     context: ContextFeatures | None = None  # the default features, when no derived ones are set
     rarity: RarityState | None = None  # the score's calibration (``rarity``)
-    in_episode: bool = False  # the tag: an episode opened at the threshold and not yet ended
-    calm: int = 0  # in an episode: metrics in a row below the episode's end level
+    episode: EpisodeState = field(default_factory=EpisodeState)  # what the tag says
     footprint: int = 0  # estimated bytes at its largest (see config.series_bytes)
 
     def __post_init__(self) -> None:
@@ -138,12 +140,15 @@ class Detector:
         self._scored_measurements = frozenset(config.measurements)
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
-        self._sources = config.feature_sources()
+        self._explanation = Explanation(bool(config.output.feature_field), config.feature_sources())
         self._orders: dict[tuple[str, ...], list[int]] = {}
         # The statistic calibrated is log(typical / total); no total is below the isolated one.
         nodes = node_count(config.model.height)  # max_total / isolated_total
         self.rarity = Rarity(upper=math.log(nodes) + 1e-6)
-        self._by_rarity = config.detection.calibration == "rarity"
+        by_rarity = config.detection.calibration == "rarity"
+        self._calibration = Calibration(self.rarity if by_rarity else None)
+        self._episodes = EpisodeRule.of(config.detection)
+        self._gate = LearnGate.of(config.detection)
         self.context_fit = config.model.window_size
         if config.model.engine == "river":
             importlib.import_module("river.anomaly")  # fail at start, not at the first metric
@@ -286,7 +291,7 @@ class Detector:
             derived=DerivedState(self.config.derived, raw) if self.config.derived else None,
             inputs=raw,
             context=context,
-            rarity=self.rarity.new_state() if self._by_rarity else None,
+            rarity=self._calibration.new_state(),
         )
         if context is not None:  # context features are squashed into one fixed box
             series.low = np.full(len(features), -LIMIT)
@@ -421,11 +426,9 @@ class Detector:
         A series whose window fills in this pass stops there: its later points are returned,
         to be scored against the next reference window in another pass.
         """
-        detection = self.config.detection
-        threshold = detection.threshold
-        learn_below = threshold if detection.learn_threshold is None else detection.learn_threshold
         indices, owners, policy = batch.indices, batch.series, self._policy
         engine = parts.engine
+        calibration, episodes, gate = self._calibration, self._episodes, self._gate
         routed = engine.route(scaled[pending])
         totals = engine.totals_multi([owners[p].masses for p in pending], routed)
         isolated = engine.isolated_total
@@ -435,38 +438,24 @@ class Detector:
         learn: list[int] = []  # positions in ``pending``
         for at, (p, total) in enumerate(zip(pending, totals.tolist(), strict=True)):
             series = owners[p]
-            key = id(series)
-            if key in full:
+            if id(series) in full:
                 deferred.append(p)
                 continue
             masses = series.masses
             if masses.first_window:
-                verdicts[indices[p]] = self._warmup
-                self.counters.warmup += 1
+                score = None
                 learning = True
             else:
-                typical = engine.typical_total(masses)
-                rarity = series.rarity
-                if rarity is not None:
-                    statistic = math.log(typical / total) if total > 0 else math.inf
-                    ready = self.rarity.ready(rarity)
-                    score = self.rarity.score(rarity, statistic) if ready else 0.0
-                    self.rarity.learn(rarity, statistic)
-                    if not ready:  # the calibration gathers its first scores
-                        verdicts[indices[p]] = self._warmup
-                        self.counters.warmup += 1
-                        self._count_learned(engine, series, room, full, learn, at)
-                        continue
-                else:
-                    score = calibrated_score(total, typical, isolated)
-                anomalous = score >= threshold
-                series.anomalous_run = series.anomalous_run + 1 if anomalous else 0
-                flagged = self._episode(series, score, anomalous)
-                learning = (
-                    score < learn_below
-                    or detection.learn_anomalies
-                    or 0 < detection.relearn_after < series.anomalous_run
+                score = calibration.score(
+                    series.rarity, total, engine.typical_total(masses), isolated
                 )
+                learning = score is None  # the calibration gathers its first scores
+            if score is None:
+                verdicts[indices[p]] = self._warmup
+                self.counters.warmup += 1
+            else:
+                anomalous, flagged = episodes.decide(series.episode, score)
+                learning = gate.learns(series.gate, score, anomalous)
                 verdicts[indices[p]] = Verdict(
                     "true" if flagged else "false",
                     score,
@@ -502,21 +491,6 @@ class Detector:
         if left == 0:
             full.add(key)
 
-    def _episode(self, series: Series, score: float, anomalous: bool) -> bool:
-        """Whether the metric is inside an episode: one opens at the threshold and ends once
-        the score stayed below the lower end level for ``resolve_after`` metrics in a row."""
-        if anomalous:
-            series.in_episode, series.calm = True, 0
-        elif series.in_episode:
-            detection = self.config.detection
-            if score < detection.episode_end:
-                series.calm += 1
-                if series.calm >= detection.resolve_after:
-                    series.in_episode, series.calm = False, 0
-            else:
-                series.calm = 0
-        return series.in_episode
-
     def _learn_gathered(self, series: Series, rows: list[list[float]]) -> None:
         """Learn the rows a series gathered before its features were ready (all warm-up)."""
         assert series.low is not None and series.high is not None
@@ -534,16 +508,9 @@ class Detector:
 
     def _blame(self, parts: EngineParts, series: Series, scaled: FloatArray) -> str | None:
         """The field that drove an anomalous metric's score (a derived feature's source)."""
-        explainer = parts.explainer
-        if not self.config.output.feature_field or explainer is None:
-            return None
-        ranked = explainer.explain(series.masses, scaled.tolist())
-        if not ranked:
-            return None
-        name = series.features[ranked[0]]
-        if series.context is not None:
-            return series.context.sources[name]
-        return str(self._sources.get(name, name))
+        return self._explanation.blame(
+            parts.explainer, series.masses, scaled, series.features, series.context
+        )
 
     def _raise_alert(
         self,
@@ -557,39 +524,29 @@ class Detector:
     ) -> None:
         """Build the alert (with what drove the score) and hand it to the notifier."""
         assert self._notify is not None
-        state, row = series.alert, batch.rows[position]
-        reasons: list[FeatureReason] = []
-        explainer = parts.explainer
-        if kind != "resolve" and explainer is not None and series.low is not None:
+        reasons: tuple[FeatureReason, ...] = ()
+        if kind != "resolve" and series.low is not None:
             assert series.high is not None
-            box_low, box_high = explainer.normal_box(series.masses)
-            span = series.high - series.low
-            # Default features are squashed for the trees; a person reads them unsquashed, in
-            # usual deviations (deviation) or standard deviations of the fit (residual).
-            shown = unsquash if series.context is not None else float
-            for feature in explainer.explain(series.masses, scaled.tolist())[:2]:
-                reasons.append(
-                    FeatureReason(
-                        series.features[feature],
-                        shown(row[feature]),
-                        shown(float(series.low[feature] + box_low[feature] * span[feature])),
-                        shown(float(series.low[feature] + box_high[feature] * span[feature])),
-                    )
-                )
-        measurement, tags = series.key
-        tag_map = dict(tags)
+            reasons = self._explanation.reasons(
+                parts.explainer,
+                series.masses,
+                scaled,
+                batch.rows[position],
+                series.features,
+                series.low,
+                series.high,
+                squashed=series.context is not None,
+            )
         self._notify(
-            AlertEvent(
-                kind=kind,
-                measurement=measurement,
-                tags=tag_map,
-                time=batch.times[position],
-                score=score,
-                threshold=self.config.detection.threshold,
-                started=state.started,
-                peak=state.peak,
-                reasons=tuple(reasons),
-                link=format_link(self.config.alerts.link_template, tag_map, measurement),
+            assemble_alert(
+                kind,
+                series.key,
+                batch.times[position],
+                score,
+                self.config.detection.threshold,
+                series.alert,
+                reasons,
+                self.config.alerts.link_template,
             )
         )
 

@@ -43,6 +43,7 @@ import numpy as np
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
 from hst_processor.context import SAVED_MATRICES, SAVED_VECTORS, ContextFeatures, context_names
+from hst_processor.decision import EpisodeState, GateState
 from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
@@ -115,14 +116,14 @@ def snapshot(detector: Detector, processed: int) -> bytes:
                 "low": None if series.low is None else series.low.tolist(),
                 "high": None if series.high is None else series.high.tolist(),
                 "warmup_rows": series.warmup_rows,
-                "anomalous_run": series.anomalous_run,
+                "anomalous_run": series.gate.anomalous_run,
                 "complete": series.complete,
                 "alert": asdict(series.alert),
                 "last_seen": series.last_seen,
                 "derived": None if series.derived is None else series.derived.export(),
                 "context": None if series.context is None else series.context.export(),
                 "rarity": None if series.rarity is None else series.rarity.export(),
-                "episode": [series.in_episode, series.calm],
+                "episode": series.episode.export(),
                 "masses": persistence.export_masses(series.masses),
             }
         )
@@ -493,7 +494,7 @@ def _restore_series(
         low=None if saved["low"] is None else np.array(saved["low"], dtype=np.float64),
         high=None if saved["high"] is None else np.array(saved["high"], dtype=np.float64),
         warmup_rows=[list(row) for row in saved["warmup_rows"]],
-        anomalous_run=int(saved["anomalous_run"]),
+        gate=GateState(int(saved["anomalous_run"])),
         complete=bool(saved["complete"]),
         alert=AlertState(**saved["alert"]),
         last_seen=saved["last_seen"],
@@ -512,8 +513,7 @@ def _restore_series(
         series.rarity = (
             RarityState.restore(saved_rarity) if saved_rarity else detector.rarity.new_state()
         )
-    episode = saved.get("episode") or [False, 0]  # snapshots of 0.1 had no episodes
-    series.in_episode, series.calm = bool(episode[0]), int(episode[1])
+    series.episode = EpisodeState.restore(saved.get("episode"))
     detector.adopt(series)
 
 
