@@ -24,31 +24,31 @@ import importlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from hst_processor.alert_assembly import assemble_alert
-from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason
+from hst_processor.alerts import AlertEvent, AlertPolicy, FeatureReason
 from hst_processor.calibration import Calibration
 from hst_processor.config import MIB, Config, series_bytes
 from hst_processor.context import LIMIT, ContextFeatures, context_names
-from hst_processor.decision import EpisodeRule, EpisodeState, GateState, LearnGate
+from hst_processor.decision import EpisodeRule, LearnGate
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Engine, EngineParts, WindowMasses, make_engine
 from hst_processor.explanation import Explanation
 from hst_processor.forest import FloatArray
 from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
-from hst_processor.rarity import Rarity, RarityState
+from hst_processor.rarity import Rarity
 from hst_processor.scaling import fixed_limits, learned_limits, scale
+from hst_processor.series import Series, SeriesKey, describe_series, key_bytes, series_key_of
 from hst_processor.trees import node_count
 
-__all__ = ["Counters", "Detector", "SeriesKey", "Verdict", "describe_series"]
+__all__ = ["Counters", "Detector", "Series", "SeriesKey", "Verdict", "describe_series"]
 
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 # The lookup cache from a metric's series text to its key: bounded in entries and in text.
 _KEY_CACHE_LIMIT = 100_000
 _KEY_CACHE_TEXT = 16 * MIB
@@ -73,31 +73,6 @@ class Counters:
     non_numeric: int = 0
     evicted: int = 0
     key_too_long: int = 0  # metrics whose series key exceeds limits.max_key_bytes
-
-
-@dataclass
-class Series:
-    key: SeriesKey
-    features: tuple[str, ...]  # what the model sees, sorted (river builds its trees so)
-    masses: WindowMasses  # made by, and only ever given to, the engine of ``features``
-    last_values: list[float | None]  # one per field in ``inputs``
-    low: FloatArray | None = None
-    high: FloatArray | None = None
-    warmup_rows: list[list[float]] = field(default_factory=list)
-    gate: GateState = field(default_factory=GateState)  # the learn gate's run of anomalies
-    complete: bool = False  # every feature has been seen at least once
-    alert: AlertState = field(default_factory=AlertState)
-    last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
-    derived: DerivedState | None = None  # running state of the derived features, if any
-    inputs: tuple[str, ...] = ()  # the fields read from metrics, sorted; () means ``features``
-    context: ContextFeatures | None = None  # the default features, when no derived ones are set
-    rarity: RarityState | None = None  # the score's calibration (``rarity``)
-    episode: EpisodeState = field(default_factory=EpisodeState)  # what the tag says
-    footprint: int = 0  # estimated bytes at its largest (see config.series_bytes)
-
-    def __post_init__(self) -> None:
-        if not self.inputs:
-            self.inputs = self.features
 
 
 @dataclass
@@ -269,12 +244,12 @@ class Detector:
             return None
         raw = tuple(sorted(features))
         features = self.model_features_for(raw)
-        key_bytes = _key_bytes(key)
-        if key_bytes > self.config.limits.max_key_bytes:
+        size = key_bytes(key)
+        if size > self.config.limits.max_key_bytes:
             self.counters.key_too_long += 1
             self.log.warn_repeated(
                 "key-too-long",
-                f"a series key of {key_bytes} bytes is longer than limits.max_key_bytes="
+                f"a series key of {size} bytes is longer than limits.max_key_bytes="
                 f"{self.config.limits.max_key_bytes}: not modelled, passed through "
                 f"({describe_series(key)[:120]}...)",
             )
@@ -282,14 +257,31 @@ class Detector:
         footprint = self.footprint_of(key, len(raw), len(features))
         if not self.make_room(footprint):
             return None
-        context = ContextFeatures(raw, fit=self.context_fit) if self.config.uses_context else None
+        series = self._new_series(key, features, raw, self.engine(features).new_masses())
+        series.footprint = footprint
+        self.adopt(series)
+        return series
+
+    def _new_series(
+        self,
+        key: SeriesKey,
+        features: tuple[str, ...],
+        inputs: tuple[str, ...],
+        masses: WindowMasses,
+    ) -> Series:
+        """A series as it starts, every stage's state fresh."""
+        if inputs == features:
+            inputs = features  # the same object: the model needs no reordering
+        context = (
+            ContextFeatures(inputs, fit=self.context_fit) if self.config.uses_context else None
+        )
         series = Series(
             key=key,
             features=features,
-            masses=self.engine(features).new_masses(),
-            last_values=[None] * len(raw),
-            derived=DerivedState(self.config.derived, raw) if self.config.derived else None,
-            inputs=raw,
+            masses=masses,
+            last_values=[None] * len(inputs),
+            derived=DerivedState(self.config.derived, inputs) if self.config.derived else None,
+            inputs=inputs,
             context=context,
             rarity=self._calibration.new_state(),
         )
@@ -298,9 +290,41 @@ class Detector:
             series.high = np.full(len(features), LIMIT)
         elif self.config.scaling.mode == "fixed":
             series.low, series.high = fixed_limits(features, self.config.scaling.limits)
+        return series
+
+    def restore_series(self, saved: Mapping[str, Any], features: tuple[str, ...]) -> bool:
+        """Adopt a series from a snapshot entry (checked, and matching this configuration),
+        with room made for it within ``max_series`` and ``limits.memory_mb`` as for a new
+        one; False if it can never fit. Each stage restores its own part."""
+        key = series_key_of(saved)
+        inputs = tuple(saved.get("inputs") or features)
+        footprint = self.footprint_of(key, len(inputs), len(features))
+        if not self.make_room(footprint):
+            return False
+        parts = self.engine_parts(features)
+        if parts.persistence is None:
+            raise ValueError("state can only be kept with the built-in engine (model.engine: hst)")
+        masses = parts.engine.new_masses()
+        parts.persistence.import_masses(masses, saved["masses"])
+        series = self._new_series(key, features, inputs, masses)
+        series.restore(saved)
         series.footprint = footprint
         self.adopt(series)
-        return series
+        return True
+
+    def export_series(self, series: Series) -> dict[str, Any]:
+        """One series as plain data for a snapshot (see :meth:`Series.export`)."""
+        persistence = self.engine_parts(series.features).persistence
+        if persistence is None:
+            raise ValueError("state can only be kept with the built-in engine (model.engine: hst)")
+        return series.export(persistence)
+
+    def forget_all(self) -> None:
+        """Drop every series (a restore that failed halfway starts fresh)."""
+        for series in self.series.values():
+            self.engine(series.features).release(series.masses)
+        self.series.clear()
+        self.footprint = 0
 
     def make_room(self, footprint: int) -> bool:
         """Forget the least recently seen series until one more of ``footprint`` bytes fits
@@ -333,7 +357,7 @@ class Detector:
 
     def footprint_of(self, key: SeriesKey, n_inputs: int, n_features: int) -> int:
         """The bytes a series may come to hold (see :func:`~hst_processor.config.series_bytes`)."""
-        return series_bytes(self.config.model, n_inputs, n_features, _key_bytes(key))
+        return series_bytes(self.config.model, n_inputs, n_features, key_bytes(key))
 
     def adopt(self, series: Series) -> None:
         """Add a new (or restored) series, with room made for it, as the most recently seen."""
@@ -564,14 +588,3 @@ class Detector:
         series.low, series.high = low, high
         engine.learn_many(series.masses, scale(warmup, low, high))
         series.warmup_rows = []
-
-
-def _key_bytes(key: SeriesKey) -> int:
-    measurement, tags = key
-    text = measurement + "".join(name + value for name, value in tags)
-    return len(text.encode("utf-8", "surrogateescape"))
-
-
-def describe_series(key: SeriesKey) -> str:
-    measurement, tags = key
-    return measurement + "".join(f",{k}={v}" for k, v in tags)

@@ -42,10 +42,8 @@ import numpy as np
 
 from hst_processor.alerts import AlertState
 from hst_processor.config import Config
-from hst_processor.context import SAVED_MATRICES, SAVED_VECTORS, ContextFeatures, context_names
-from hst_processor.decision import EpisodeState, GateState
-from hst_processor.derived import DerivedState
-from hst_processor.detector import Detector, Series
+from hst_processor.context import SAVED_MATRICES, SAVED_VECTORS, context_names
+from hst_processor.detector import Detector
 from hst_processor.errors import HstProcessorError
 from hst_processor.log import Log
 from hst_processor.rarity import RarityState
@@ -101,32 +99,12 @@ def snapshot(detector: Detector, processed: int) -> bytes:
     stream had delivered when it was taken (where a replay after a crash should resume)."""
     series_list = []
     for series in detector.series.values():
-        persistence = detector.engine_parts(series.features).persistence
-        if persistence is None:
-            raise StateError("state can only be kept with the built-in engine (model.engine: hst)")
-        measurement, tags = series.key
-        series_list.append(
-            {
-                "measurement": measurement,
-                "tags": [list(pair) for pair in tags],
-                "features": list(series.features),
-                "inputs": list(series.inputs),
-                "scaling": _scaling_for(detector.config, series.features),
-                "last_values": series.last_values,
-                "low": None if series.low is None else series.low.tolist(),
-                "high": None if series.high is None else series.high.tolist(),
-                "warmup_rows": series.warmup_rows,
-                "anomalous_run": series.gate.anomalous_run,
-                "complete": series.complete,
-                "alert": asdict(series.alert),
-                "last_seen": series.last_seen,
-                "derived": None if series.derived is None else series.derived.export(),
-                "context": None if series.context is None else series.context.export(),
-                "rarity": None if series.rarity is None else series.rarity.export(),
-                "episode": series.episode.export(),
-                "masses": persistence.export_masses(series.masses),
-            }
-        )
+        try:
+            saved = detector.export_series(series)
+        except ValueError as error:  # an engine without persistence
+            raise StateError(str(error)) from None
+        saved["scaling"] = _scaling_for(detector.config, series.features)
+        series_list.append(saved)
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -460,7 +438,7 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
     # The snapshot lists series least recently seen first: keep the most recent ones.
     dropped = max(0, len(kept) - config.max_series)
     for saved, features in kept[dropped:]:
-        _restore_series(detector, saved, features)
+        detector.restore_series(saved, features)  # limits.memory_mb: the most recent stay
     if fresh_features:
         warnings.append(f"features changed: {fresh_features} series start fresh")
     if fresh_scaling:
@@ -471,50 +449,6 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
             f"{len(kept)} saved series"
         )
     return warnings
-
-
-def _restore_series(
-    detector: Detector, saved: Mapping[str, Any], features: tuple[str, ...]
-) -> None:
-    key = (saved["measurement"], tuple(tuple(pair) for pair in saved["tags"]))
-    inputs = tuple(saved.get("inputs") or features)
-    footprint = detector.footprint_of(key, len(inputs), len(features))
-    if not detector.make_room(footprint):  # limits.memory_mb: the most recent series stay
-        return
-    parts = detector.engine_parts(features)
-    if parts.persistence is None:
-        raise StateError("state can only be kept with the built-in engine (model.engine: hst)")
-    masses = parts.engine.new_masses()
-    parts.persistence.import_masses(masses, saved["masses"])
-    series = Series(
-        key=key,
-        features=features,
-        masses=masses,
-        last_values=list(saved["last_values"]),
-        low=None if saved["low"] is None else np.array(saved["low"], dtype=np.float64),
-        high=None if saved["high"] is None else np.array(saved["high"], dtype=np.float64),
-        warmup_rows=[list(row) for row in saved["warmup_rows"]],
-        gate=GateState(int(saved["anomalous_run"])),
-        complete=bool(saved["complete"]),
-        alert=AlertState(**saved["alert"]),
-        last_seen=saved["last_seen"],
-        footprint=footprint,
-    )
-    series.inputs = features if inputs == features else inputs
-    if saved.get("derived"):
-        series.derived = DerivedState(detector.config.derived, series.inputs)
-        series.derived.restore(saved["derived"])
-    if saved.get("context"):
-        series.context = ContextFeatures(series.inputs, fit=detector.context_fit)
-        series.context.restore(saved["context"])
-    # A snapshot from another calibration starts its calibration afresh.
-    if detector.config.detection.calibration == "rarity":
-        saved_rarity = saved.get("rarity")
-        series.rarity = (
-            RarityState.restore(saved_rarity) if saved_rarity else detector.rarity.new_state()
-        )
-    series.episode = EpisodeState.restore(saved.get("episode"))
-    detector.adopt(series)
 
 
 def forget(path: Path, match: Mapping[str, str]) -> int:
@@ -709,10 +643,7 @@ class StateStore:
 
     def _set_aside(self, detector: Detector, reason: str) -> None:
         """Start fresh from an unusable file, kept beside it for a person to look at."""
-        for series in detector.series.values():  # anything a failed restore left behind
-            detector.engine(series.features).release(series.masses)
-        detector.series.clear()
-        detector.footprint = 0
+        detector.forget_all()  # anything a failed restore left behind
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
             os.replace(self.path, aside)
