@@ -27,13 +27,23 @@ both landmarks come from the reference masses, so a resumed model calibrates ide
 1.0
 >>> calibrated_score(total=100.0, typical=1000.0, isolated=10.0)
 0.5
+
+:class:`Calibration` is the stage the detector runs: this score, or :mod:`.rarity`'s, whose
+per-series state it makes and feeds.
+
+>>> landmarks = Calibration(rarity=None)
+>>> landmarks.new_state() is None, landmarks.score(None, 100.0, 1000.0, 10.0)
+(True, 0.5)
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-__all__ = ["calibrated_score"]
+from hst_processor.rarity import Rarity, RarityState
+
+__all__ = ["Calibration", "calibrated_score"]
 
 
 def calibrated_score(total: float, typical: float, isolated: float) -> float:
@@ -42,3 +52,28 @@ def calibrated_score(total: float, typical: float, isolated: float) -> float:
     if total <= isolated:
         return 1.0
     return math.log(typical / total) / math.log(typical / isolated)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A mass total to a score in [0, 1]: by rarity (``rarity`` set, a state per series) or
+    between the landmarks (``rarity`` None, no state)."""
+
+    rarity: Rarity | None
+
+    def new_state(self) -> RarityState | None:
+        return self.rarity.new_state() if self.rarity is not None else None
+
+    def score(
+        self, state: RarityState | None, total: float, typical: float, isolated: float
+    ) -> float | None:
+        """The score of a point's ``total``; None while the rarity gathers its first scores.
+        A rarity learns every statistic it sees, scored or not."""
+        rarity = self.rarity
+        if rarity is None or state is None:
+            return calibrated_score(total, typical, isolated)
+        statistic = math.log(typical / total) if total > 0 else math.inf
+        ready = rarity.ready(state)
+        score = rarity.score(state, statistic) if ready else 0.0
+        rarity.learn(state, statistic)
+        return score if ready else None

@@ -24,27 +24,31 @@ import importlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from hst_processor.alerts import AlertEvent, AlertPolicy, AlertState, FeatureReason, format_link
-from hst_processor.calibration import calibrated_score
+from hst_processor.alert_assembly import assemble_alert
+from hst_processor.alerts import AlertEvent, AlertPolicy, FeatureReason
+from hst_processor.calibration import Calibration
 from hst_processor.config import MIB, Config, series_bytes
-from hst_processor.context import LIMIT, ContextFeatures, context_names, unsquash
+from hst_processor.context import LIMIT, ContextFeatures, context_names
+from hst_processor.decision import EpisodeRule, LearnGate
 from hst_processor.derived import DerivedState
-from hst_processor.engine import Engine, make_engine
+from hst_processor.engine import Engine, EngineParts, WindowMasses, make_engine
+from hst_processor.explanation import Explanation
 from hst_processor.forest import FloatArray
 from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
-from hst_processor.rarity import Rarity, RarityState
+from hst_processor.rarity import Rarity
 from hst_processor.scaling import fixed_limits, learned_limits, scale
+from hst_processor.series import Series, SeriesKey, describe_series, key_bytes, series_key_of
+from hst_processor.trees import node_count
 
-__all__ = ["Counters", "Detector", "SeriesKey", "Verdict", "describe_series"]
+__all__ = ["Counters", "Detector", "Series", "SeriesKey", "Verdict", "describe_series"]
 
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 # The lookup cache from a metric's series text to its key: bounded in entries and in text.
 _KEY_CACHE_LIMIT = 100_000
 _KEY_CACHE_TEXT = 16 * MIB
@@ -69,32 +73,6 @@ class Counters:
     non_numeric: int = 0
     evicted: int = 0
     key_too_long: int = 0  # metrics whose series key exceeds limits.max_key_bytes
-
-
-@dataclass
-class Series:
-    key: SeriesKey
-    features: tuple[str, ...]  # what the model sees, sorted (river builds its trees so)
-    masses: Any
-    last_values: list[float | None]  # one per field in ``inputs``
-    low: FloatArray | None = None
-    high: FloatArray | None = None
-    warmup_rows: list[list[float]] = field(default_factory=list)
-    anomalous_run: int = 0
-    complete: bool = False  # every feature has been seen at least once
-    alert: AlertState = field(default_factory=AlertState)
-    last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
-    derived: DerivedState | None = None  # running state of the derived features, if any
-    inputs: tuple[str, ...] = ()  # the fields read from metrics, sorted; () means ``features``
-    context: ContextFeatures | None = None  # the default features, when no derived ones are set
-    rarity: RarityState | None = None  # the score's calibration (``rarity``)
-    in_episode: bool = False  # the tag: an episode opened at the threshold and not yet ended
-    calm: int = 0  # in an episode: metrics in a row below the episode's end level
-    footprint: int = 0  # estimated bytes at its largest (see config.series_bytes)
-
-    def __post_init__(self) -> None:
-        if not self.inputs:
-            self.inputs = self.features
 
 
 @dataclass
@@ -128,7 +106,7 @@ class Detector:
         )
         self.counters = Counters()
         self.series: OrderedDict[SeriesKey, Series] = OrderedDict()
-        self._engines: dict[tuple[str, ...], Engine] = {}
+        self._engines: dict[tuple[str, ...], EngineParts] = {}
         self._released: list[Series] = []
         self._keys: dict[str, SeriesKey] = {}
         self._keys_text = 0  # characters of series text in ``_keys``
@@ -137,25 +115,33 @@ class Detector:
         self._scored_measurements = frozenset(config.measurements)
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
-        self._sources = config.feature_sources()
+        self._explanation = Explanation(bool(config.output.feature_field), config.feature_sources())
         self._orders: dict[tuple[str, ...], list[int]] = {}
         # The statistic calibrated is log(typical / total); no total is below the isolated one.
-        nodes = 2 ** (config.model.height + 1) - 1
+        nodes = node_count(config.model.height)  # max_total / isolated_total
         self.rarity = Rarity(upper=math.log(nodes) + 1e-6)
-        self._by_rarity = config.detection.calibration == "rarity"
+        by_rarity = config.detection.calibration == "rarity"
+        self._calibration = Calibration(self.rarity if by_rarity else None)
+        self._episodes = EpisodeRule.of(config.detection)
+        self._gate = LearnGate.of(config.detection)
         self.context_fit = config.model.window_size
         if config.model.engine == "river":
             importlib.import_module("river.anomaly")  # fail at start, not at the first metric
 
-    def engine(self, features: tuple[str, ...]) -> Engine:
-        engine = self._engines.get(features)
-        if engine is None:
+    def engine(self, features: tuple[str, ...]) -> Engine[Any]:
+        """The engine of one feature set (built on first use)."""
+        return self.engine_parts(features).engine
+
+    def engine_parts(self, features: tuple[str, ...]) -> EngineParts:
+        """The engine of one feature set with what else it can do (explain, persist)."""
+        parts = self._engines.get(features)
+        if parts is None:
             model = self.config.model
-            engine = make_engine(
+            parts = make_engine(
                 model.engine, features, model.n_trees, model.height, model.window_size, model.seed
             )
-            self._engines[features] = engine
-        return engine
+            self._engines[features] = parts
+        return parts
 
     def process(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
         """One verdict per metric (``None``: leave it as it is), in order."""
@@ -196,7 +182,7 @@ class Detector:
                 batch = groups[series.features] = _Batch()
             batch.add(index, series, row, self._seconds(metric) if self._policy else 0.0)
         for features, batch in groups.items():
-            self._score(self.engine(features), batch, verdicts)
+            self._score(self.engine_parts(features), batch, verdicts)
         # Rows of series forgotten during this batch are reused only now that it is scored.
         for series in self._released:
             self.engine(series.features).release(series.masses)
@@ -258,12 +244,12 @@ class Detector:
             return None
         raw = tuple(sorted(features))
         features = self.model_features_for(raw)
-        key_bytes = _key_bytes(key)
-        if key_bytes > self.config.limits.max_key_bytes:
+        size = key_bytes(key)
+        if size > self.config.limits.max_key_bytes:
             self.counters.key_too_long += 1
             self.log.warn_repeated(
                 "key-too-long",
-                f"a series key of {key_bytes} bytes is longer than limits.max_key_bytes="
+                f"a series key of {size} bytes is longer than limits.max_key_bytes="
                 f"{self.config.limits.max_key_bytes}: not modelled, passed through "
                 f"({describe_series(key)[:120]}...)",
             )
@@ -271,25 +257,74 @@ class Detector:
         footprint = self.footprint_of(key, len(raw), len(features))
         if not self.make_room(footprint):
             return None
-        context = ContextFeatures(raw, fit=self.context_fit) if self.config.uses_context else None
+        series = self._new_series(key, features, raw, self.engine(features).new_masses())
+        series.footprint = footprint
+        self.adopt(series)
+        return series
+
+    def _new_series(
+        self,
+        key: SeriesKey,
+        features: tuple[str, ...],
+        inputs: tuple[str, ...],
+        masses: WindowMasses,
+    ) -> Series:
+        """A series as it starts, every stage's state fresh."""
+        if inputs == features:
+            inputs = features  # the same object: the model needs no reordering
+        context = (
+            ContextFeatures(inputs, fit=self.context_fit) if self.config.uses_context else None
+        )
         series = Series(
             key=key,
             features=features,
-            masses=self.engine(features).new_masses(),
-            last_values=[None] * len(raw),
-            derived=DerivedState(self.config.derived, raw) if self.config.derived else None,
-            inputs=raw,
+            masses=masses,
+            last_values=[None] * len(inputs),
+            derived=DerivedState(self.config.derived, inputs) if self.config.derived else None,
+            inputs=inputs,
             context=context,
-            rarity=self.rarity.new_state() if self._by_rarity else None,
+            rarity=self._calibration.new_state(),
         )
         if context is not None:  # context features are squashed into one fixed box
             series.low = np.full(len(features), -LIMIT)
             series.high = np.full(len(features), LIMIT)
         elif self.config.scaling.mode == "fixed":
             series.low, series.high = fixed_limits(features, self.config.scaling.limits)
+        return series
+
+    def restore_series(self, saved: Mapping[str, Any], features: tuple[str, ...]) -> bool:
+        """Adopt a series from a snapshot entry (checked, and matching this configuration),
+        with room made for it within ``max_series`` and ``limits.memory_mb`` as for a new
+        one; False if it can never fit. Each stage restores its own part."""
+        key = series_key_of(saved)
+        inputs = tuple(saved.get("inputs") or features)
+        footprint = self.footprint_of(key, len(inputs), len(features))
+        if not self.make_room(footprint):
+            return False
+        parts = self.engine_parts(features)
+        if parts.persistence is None:
+            raise ValueError("state can only be kept with the built-in engine (model.engine: hst)")
+        masses = parts.engine.new_masses()
+        parts.persistence.import_masses(masses, saved["masses"])
+        series = self._new_series(key, features, inputs, masses)
+        series.restore(saved)
         series.footprint = footprint
         self.adopt(series)
-        return series
+        return True
+
+    def export_series(self, series: Series) -> dict[str, Any]:
+        """One series as plain data for a snapshot (see :meth:`Series.export`)."""
+        persistence = self.engine_parts(series.features).persistence
+        if persistence is None:
+            raise ValueError("state can only be kept with the built-in engine (model.engine: hst)")
+        return series.export(persistence)
+
+    def forget_all(self) -> None:
+        """Drop every series (a restore that failed halfway starts fresh)."""
+        for series in self.series.values():
+            self.engine(series.features).release(series.masses)
+        self.series.clear()
+        self.footprint = 0
 
     def make_room(self, footprint: int) -> bool:
         """Forget the least recently seen series until one more of ``footprint`` bytes fits
@@ -322,7 +357,7 @@ class Detector:
 
     def footprint_of(self, key: SeriesKey, n_inputs: int, n_features: int) -> int:
         """The bytes a series may come to hold (see :func:`~hst_processor.config.series_bytes`)."""
-        return series_bytes(self.config.model, n_inputs, n_features, _key_bytes(key))
+        return series_bytes(self.config.model, n_inputs, n_features, key_bytes(key))
 
     def adopt(self, series: Series) -> None:
         """Add a new (or restored) series, with room made for it, as the most recently seen."""
@@ -363,8 +398,9 @@ class Detector:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _score(self, engine: Engine, batch: _Batch, verdicts: list[Verdict | None]) -> None:
+    def _score(self, parts: EngineParts, batch: _Batch, verdicts: list[Verdict | None]) -> None:
         """Verdicts for one feature set's metrics, every series of the batch at once."""
+        engine = parts.engine
         scorable = _Batch()
         for index, series, row, when in zip(
             batch.indices, batch.series, batch.rows, batch.times, strict=True
@@ -383,7 +419,7 @@ class Detector:
         scaled = self._scale(scorable.series, scorable.rows)
         pending = list(range(len(scorable.rows)))
         while pending:
-            pending = self._score_pass(engine, pending, scorable, scaled, verdicts)
+            pending = self._score_pass(parts, pending, scorable, scaled, verdicts)
 
     def _scale(self, owners: list[Series], rows: list[list[float]]) -> FloatArray:
         position: dict[int, int] = {}
@@ -403,7 +439,7 @@ class Detector:
 
     def _score_pass(
         self,
-        engine: Engine,
+        parts: EngineParts,
         pending: list[int],
         batch: _Batch,
         scaled: FloatArray,
@@ -414,63 +450,48 @@ class Detector:
         A series whose window fills in this pass stops there: its later points are returned,
         to be scored against the next reference window in another pass.
         """
-        detection = self.config.detection
-        threshold = detection.threshold
-        learn_below = threshold if detection.learn_threshold is None else detection.learn_threshold
         indices, owners, policy = batch.indices, batch.series, self._policy
+        engine = parts.engine
+        calibration, episodes, gate = self._calibration, self._episodes, self._gate
         routed = engine.route(scaled[pending])
         totals = engine.totals_multi([owners[p].masses for p in pending], routed)
-        isolated = engine.max_total / (2 ** (self.config.model.height + 1) - 1)
+        isolated = engine.isolated_total
         room: dict[int, int] = {}
         full: set[int] = set()
         deferred: list[int] = []
         learn: list[int] = []  # positions in ``pending``
         for at, (p, total) in enumerate(zip(pending, totals.tolist(), strict=True)):
             series = owners[p]
-            key = id(series)
-            if key in full:
+            if id(series) in full:
                 deferred.append(p)
                 continue
             masses = series.masses
             if masses.first_window:
-                verdicts[indices[p]] = self._warmup
-                self.counters.warmup += 1
+                score = None
                 learning = True
             else:
-                typical = engine.typical_total(masses)
-                rarity = series.rarity
-                if rarity is not None:
-                    statistic = math.log(typical / total) if total > 0 else math.inf
-                    ready = self.rarity.ready(rarity)
-                    score = self.rarity.score(rarity, statistic) if ready else 0.0
-                    self.rarity.learn(rarity, statistic)
-                    if not ready:  # the calibration gathers its first scores
-                        verdicts[indices[p]] = self._warmup
-                        self.counters.warmup += 1
-                        self._count_learned(engine, series, room, full, learn, at)
-                        continue
-                else:
-                    score = calibrated_score(total, typical, isolated)
-                anomalous = score >= threshold
-                series.anomalous_run = series.anomalous_run + 1 if anomalous else 0
-                flagged = self._episode(series, score, anomalous)
-                learning = (
-                    score < learn_below
-                    or detection.learn_anomalies
-                    or 0 < detection.relearn_after < series.anomalous_run
+                score = calibration.score(
+                    series.rarity, total, engine.typical_total(masses), isolated
                 )
+                learning = score is None  # the calibration gathers its first scores
+            if score is None:
+                verdicts[indices[p]] = self._warmup
+                self.counters.warmup += 1
+            else:
+                anomalous, flagged = episodes.decide(series.episode, score)
+                learning = gate.learns(series.gate, score, anomalous)
                 verdicts[indices[p]] = Verdict(
                     "true" if flagged else "false",
                     score,
                     1 - total / engine.max_total,
-                    self._blame(engine, series, scaled[p]) if anomalous else None,
+                    self._blame(parts, series, scaled[p]) if anomalous else None,
                 )
                 self.counters.scored += 1
                 self.counters.anomalous += flagged
                 if policy is not None:
                     kind = policy.observe(series.alert, score, batch.times[p])
                     if kind is not None:
-                        self._raise_alert(kind, engine, series, batch, p, scaled[p], score)
+                        self._raise_alert(kind, parts, series, batch, p, scaled[p], score)
             if learning:
                 self._count_learned(engine, series, room, full, learn, at)
         if learn:
@@ -479,7 +500,7 @@ class Detector:
 
     @staticmethod
     def _count_learned(
-        engine: Engine,
+        engine: Engine[Any],
         series: Series,
         room: dict[int, int],
         full: set[int],
@@ -493,21 +514,6 @@ class Detector:
         room[key] = left
         if left == 0:
             full.add(key)
-
-    def _episode(self, series: Series, score: float, anomalous: bool) -> bool:
-        """Whether the metric is inside an episode: one opens at the threshold and ends once
-        the score stayed below the lower end level for ``resolve_after`` metrics in a row."""
-        if anomalous:
-            series.in_episode, series.calm = True, 0
-        elif series.in_episode:
-            detection = self.config.detection
-            if score < detection.episode_end:
-                series.calm += 1
-                if series.calm >= detection.resolve_after:
-                    series.in_episode, series.calm = False, 0
-            else:
-                series.calm = 0
-        return series.in_episode
 
     def _learn_gathered(self, series: Series, rows: list[list[float]]) -> None:
         """Learn the rows a series gathered before its features were ready (all warm-up)."""
@@ -524,23 +530,16 @@ class Detector:
             order = self._orders[series.features] = [combined.index(f) for f in series.features]
         return order
 
-    def _blame(self, engine: Engine, series: Series, scaled: FloatArray) -> str | None:
+    def _blame(self, parts: EngineParts, series: Series, scaled: FloatArray) -> str | None:
         """The field that drove an anomalous metric's score (a derived feature's source)."""
-        explain = getattr(engine, "explain", None)
-        if not self.config.output.feature_field or explain is None:
-            return None
-        ranked = explain(series.masses, scaled.tolist())
-        if not ranked:
-            return None
-        name = series.features[ranked[0]]
-        if series.context is not None:
-            return series.context.sources[name]
-        return str(self._sources.get(name, name))
+        return self._explanation.blame(
+            parts.explainer, series.masses, scaled, series.features, series.context
+        )
 
     def _raise_alert(
         self,
         kind: str,
-        engine: Engine,
+        parts: EngineParts,
         series: Series,
         batch: _Batch,
         position: int,
@@ -549,39 +548,29 @@ class Detector:
     ) -> None:
         """Build the alert (with what drove the score) and hand it to the notifier."""
         assert self._notify is not None
-        state, row = series.alert, batch.rows[position]
-        reasons: list[FeatureReason] = []
-        explain = getattr(engine, "explain", None)
-        if kind != "resolve" and explain is not None and series.low is not None:
+        reasons: tuple[FeatureReason, ...] = ()
+        if kind != "resolve" and series.low is not None:
             assert series.high is not None
-            box_low, box_high = engine.normal_box(series.masses)  # type: ignore[attr-defined]
-            span = series.high - series.low
-            # Default features are squashed for the trees; a person reads them unsquashed, in
-            # usual deviations (deviation) or standard deviations of the fit (residual).
-            shown = unsquash if series.context is not None else float
-            for feature in explain(series.masses, scaled.tolist())[:2]:
-                reasons.append(
-                    FeatureReason(
-                        series.features[feature],
-                        shown(row[feature]),
-                        shown(float(series.low[feature] + box_low[feature] * span[feature])),
-                        shown(float(series.low[feature] + box_high[feature] * span[feature])),
-                    )
-                )
-        measurement, tags = series.key
-        tag_map = dict(tags)
+            reasons = self._explanation.reasons(
+                parts.explainer,
+                series.masses,
+                scaled,
+                batch.rows[position],
+                series.features,
+                series.low,
+                series.high,
+                squashed=series.context is not None,
+            )
         self._notify(
-            AlertEvent(
-                kind=kind,
-                measurement=measurement,
-                tags=tag_map,
-                time=batch.times[position],
-                score=score,
-                threshold=self.config.detection.threshold,
-                started=state.started,
-                peak=state.peak,
-                reasons=tuple(reasons),
-                link=format_link(self.config.alerts.link_template, tag_map, measurement),
+            assemble_alert(
+                kind,
+                series.key,
+                batch.times[position],
+                score,
+                self.config.detection.threshold,
+                series.alert,
+                reasons,
+                self.config.alerts.link_template,
             )
         )
 
@@ -590,7 +579,7 @@ class Detector:
         # Telegraf always writes nanoseconds; a metric without a time is "now".
         return metric.timestamp / 1e9 if metric.timestamp is not None else time.time()
 
-    def _freeze_limits(self, series: Series, engine: Engine) -> None:
+    def _freeze_limits(self, series: Series, engine: Engine[Any]) -> None:
         warmup = np.array(series.warmup_rows, dtype=np.float64)
         low, high = learned_limits(warmup, self.config.scaling.margin)
         for position, name in enumerate(series.features):
@@ -599,14 +588,3 @@ class Detector:
         series.low, series.high = low, high
         engine.learn_many(series.masses, scale(warmup, low, high))
         series.warmup_rows = []
-
-
-def _key_bytes(key: SeriesKey) -> int:
-    measurement, tags = key
-    text = measurement + "".join(name + value for name, value in tags)
-    return len(text.encode("utf-8", "surrogateescape"))
-
-
-def describe_series(key: SeriesKey) -> str:
-    measurement, tags = key
-    return measurement + "".join(f",{k}={v}" for k, v in tags)

@@ -8,59 +8,129 @@ is imported only when that engine is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from hst_processor.forest import SIZE_LIMIT_FRACTION, FloatArray, Forest, Routed
-from hst_processor.trees import tree_structure
+from hst_processor.forest import (
+    SIZE_LIMIT_FRACTION,
+    FloatArray,
+    Forest,
+    Masses,
+    Routed,
+    isolated_total,
+)
+from hst_processor.trees import node_count, tree_structure
 
-__all__ = ["Engine", "RiverEngine", "make_engine"]
+__all__ = [
+    "Engine",
+    "EngineParts",
+    "Explaining",
+    "Persistent",
+    "RiverEngine",
+    "RiverModel",
+    "WindowMasses",
+    "make_engine",
+]
 
 
-class ModelState(Protocol):
-    """What the detector reads of a series' model."""
+class WindowMasses(Protocol):
+    """What the detector reads of a series' masses: where its window stands."""
 
-    counter: int
-    first_window: bool
-    windows: int
+    @property
+    def counter(self) -> int:
+        """Points learned into the window being filled."""
+
+    @property
+    def first_window(self) -> bool:
+        """Whether the first window is still filling (no reference to score against)."""
 
 
-class Engine(Protocol):
-    """Scores and learns rows of scaled features for many series' models."""
+M = TypeVar("M", bound=WindowMasses)
+M_contra = TypeVar("M_contra", bound=WindowMasses, contravariant=True)
+
+
+class Engine(Protocol[M]):
+    """Scores and learns rows of scaled features for many series' masses of type ``M``."""
 
     window_size: int
     max_total: int
+    isolated_total: float  # see :func:`~hst_processor.forest.isolated_total`
 
-    def new_masses(self) -> Any: ...
+    def new_masses(self) -> M: ...
 
-    def release(self, masses: Any) -> None: ...
+    def release(self, masses: M) -> None: ...
 
     def route(self, points: FloatArray) -> Routed:
         """Prepare a batch once for both scoring and learning."""
 
-    def totals_multi(self, owners: Sequence[Any], points: Routed) -> FloatArray:
+    def totals_multi(self, owners: Sequence[M], points: Routed) -> FloatArray:
         """Each point's mass total against its own series' reference window."""
 
-    def learn_multi(self, owners: Sequence[Any], points: Routed) -> None:
+    def learn_multi(self, owners: Sequence[M], points: Routed) -> None:
         """Learn each point into its own series (never past the end of a window)."""
 
-    def learn_many(self, masses: Any, points: FloatArray) -> None: ...
+    def learn_many(self, masses: M, points: FloatArray) -> None: ...
 
-    def typical_total(self, masses: Any) -> float: ...
+    def typical_total(self, masses: M) -> float: ...
+
+
+@runtime_checkable
+class Explaining(Protocol[M_contra]):
+    """An engine that can say which features set a point apart, and what is normal."""
+
+    def explain(self, masses: M_contra, point: Sequence[float]) -> list[int]:
+        """Feature indices, most responsible first (none: nothing stood out)."""
+
+    def normal_box(self, masses: M_contra) -> tuple[FloatArray, FloatArray]:
+        """Per feature, the scaled range the model treats as normal."""
+
+
+@runtime_checkable
+class Persistent(Protocol[M_contra]):
+    """An engine whose masses can be saved in a snapshot and rebuilt exactly."""
+
+    def export_masses(self, masses: M_contra) -> dict[str, Any]: ...
+
+    def import_masses(self, masses: M_contra, saved: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineParts:
+    """An engine and the optional parts of its contract, looked up once when it is built.
+
+    The detector keeps each series' masses beside the engine that made them, so it can hold
+    engines of any masses type (``Engine[Any]``); each engine's own masses type is checked
+    statically below (``_conforms``).
+    """
+
+    engine: Engine[Any]
+    explainer: Explaining[Any] | None
+    persistence: Persistent[Any] | None
+
+    @classmethod
+    def of(cls, engine: Engine[Any]) -> EngineParts:
+        return cls(
+            engine,
+            engine if isinstance(engine, Explaining) else None,
+            engine if isinstance(engine, Persistent) else None,
+        )
 
 
 def make_engine(
     name: str, features: tuple[str, ...], n_trees: int, height: int, window_size: int, seed: int
-) -> Engine:
+) -> EngineParts:
     """The engine for one feature set; ``hst`` engines share their trees across series."""
     if name == "river":
-        return RiverEngine(features, n_trees, height, window_size, seed)
-    return Forest(tree_structure(n_trees, height, seed, features), window_size)
+        return EngineParts.of(RiverEngine(features, n_trees, height, window_size, seed))
+    return EngineParts.of(Forest(tree_structure(n_trees, height, seed, features), window_size))
 
 
-class _RiverModel:
+class RiverModel:
+    """One series' river ``HalfSpaceTrees``, with the window count its typical total needs."""
+
     def __init__(self, model: Any) -> None:
         self.model = model
         self.windows = 0
@@ -89,10 +159,11 @@ class RiverEngine:
         self.height = height
         self.seed = seed
         self.window_size = window_size
-        self.max_total = n_trees * window_size * (2 ** (height + 1) - 1)
+        self.isolated_total = isolated_total(n_trees, window_size)
+        self.max_total = n_trees * window_size * node_count(height)
 
-    def new_masses(self) -> _RiverModel:
-        return _RiverModel(
+    def new_masses(self) -> RiverModel:
+        return RiverModel(
             self._factory(
                 n_trees=self.n_trees,
                 height=self.height,
@@ -101,13 +172,13 @@ class RiverEngine:
             )
         )
 
-    def release(self, masses: _RiverModel) -> None:
+    def release(self, masses: RiverModel) -> None:
         del masses  # each river model is its own object: nothing to give back
 
     def route(self, points: FloatArray) -> Routed:
         return Routed(points)
 
-    def totals_multi(self, owners: Sequence[_RiverModel], points: Routed) -> FloatArray:
+    def totals_multi(self, owners: Sequence[RiverModel], points: Routed) -> FloatArray:
         scores = [
             0.0 if owner.first_window else owner.model.score_one(self._point(row))
             for owner, row in zip(owners, points.points.tolist(), strict=True)
@@ -116,25 +187,25 @@ class RiverEngine:
         totals: FloatArray = np.round((1 - np.array(scores, dtype=np.float64)) * self.max_total)
         return totals
 
-    def learn_multi(self, owners: Sequence[_RiverModel], points: Routed) -> None:
+    def learn_multi(self, owners: Sequence[RiverModel], points: Routed) -> None:
         for owner, row in zip(owners, points.points.tolist(), strict=True):
             owner.model.learn_one(self._point(row))
             if owner.model.counter == 0:
                 owner.windows += 1
 
-    def learn_many(self, masses: _RiverModel, points: FloatArray) -> None:
+    def learn_many(self, masses: RiverModel, points: FloatArray) -> None:
         self.learn_multi([masses] * len(points), Routed(points))
 
     def _point(self, row: list[float]) -> dict[str, float]:
         return dict(zip(self.features, row, strict=True))
 
-    def typical_total(self, masses: _RiverModel) -> float:
+    def typical_total(self, masses: RiverModel) -> float:
         # Walking river's node objects is slow: once per reference window is enough.
         if masses.typical is None or masses.typical[0] != masses.windows:
             masses.typical = (masses.windows, self._walk_typical(masses))
         return masses.typical[1]
 
-    def _walk_typical(self, masses: _RiverModel) -> float:
+    def _walk_typical(self, masses: RiverModel) -> float:
         size_limit = SIZE_LIMIT_FRACTION * self.window_size
 
         def weighted(node: Any, weight: int) -> float:
@@ -146,3 +217,13 @@ class RiverEngine:
             return total
 
         return sum(weighted(tree, 1) for tree in masses.model.trees) / self.window_size
+
+
+if TYPE_CHECKING:
+
+    def _conforms(forest: Forest, river: RiverEngine) -> None:
+        """Type-checked only: each engine honours the contract for its own masses."""
+        _forest: Engine[Masses] = forest
+        _explaining: Explaining[Masses] = forest
+        _persistent: Persistent[Masses] = forest
+        _river: Engine[RiverModel] = river

@@ -40,6 +40,7 @@ __all__ = [
     "MassStore",
     "Masses",
     "Routed",
+    "isolated_total",
 ]
 
 # river's magic constant: the score walk stops at the first node whose reference mass is below
@@ -50,6 +51,17 @@ SIZE_LIMIT_FRACTION = 0.1
 VECTOR_MIN_POINTS = 8
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def isolated_total(n_trees: int, window_size: int) -> float:
+    """The smallest mass total a point can get: every tree isolates it right below its root,
+    where a full window's mass counts once per tree. The largest, ``max_total``, is this times
+    the nodes of a tree (:func:`~hst_processor.trees.node_count`).
+
+    >>> isolated_total(n_trees=10, window_size=250)
+    2500.0
+    """
+    return float(n_trees * window_size)
 
 
 class MassStore:
@@ -169,6 +181,7 @@ class Forest:
         self.window_size = window_size
         self.size_limit = SIZE_LIMIT_FRACTION * window_size
         self.max_total = structure.n_trees * window_size * structure.n_nodes
+        self.isolated_total = isolated_total(structure.n_trees, window_size)
         self.n_leaves = 1 << structure.height
         per_tree_max = window_size * structure.n_nodes
         total_dtype = np.int32 if per_tree_max * structure.n_trees < 2**31 else np.int64

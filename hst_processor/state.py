@@ -48,11 +48,9 @@ from hst_processor.context import (
     MAX_RESIDUAL_FIELDS,
     SAVED_MATRICES,
     SAVED_VECTORS,
-    ContextFeatures,
     context_names,
 )
-from hst_processor.derived import DerivedState
-from hst_processor.detector import Detector, Series
+from hst_processor.detector import Detector
 from hst_processor.errors import HstProcessorError
 from hst_processor.log import Log
 from hst_processor.rarity import RarityState
@@ -110,33 +108,12 @@ def snapshot(detector: Detector, processed: int) -> bytes:
     stream had delivered when it was taken (where a replay after a crash should resume)."""
     series_list = []
     for series in detector.series.values():
-        engine = detector.engine(series.features)
-        export = getattr(engine, "export_masses", None)
-        if export is None:
-            raise StateError("state can only be kept with the built-in engine (model.engine: hst)")
-        measurement, tags = series.key
-        series_list.append(
-            {
-                "measurement": measurement,
-                "tags": [list(pair) for pair in tags],
-                "features": list(series.features),
-                "inputs": list(series.inputs),
-                "scaling": _scaling_for(detector.config, series.features),
-                "last_values": series.last_values,
-                "low": None if series.low is None else series.low.tolist(),
-                "high": None if series.high is None else series.high.tolist(),
-                "warmup_rows": series.warmup_rows,
-                "anomalous_run": series.anomalous_run,
-                "complete": series.complete,
-                "alert": asdict(series.alert),
-                "last_seen": series.last_seen,
-                "derived": None if series.derived is None else series.derived.export(),
-                "context": None if series.context is None else series.context.export(),
-                "rarity": None if series.rarity is None else series.rarity.export(),
-                "episode": [series.in_episode, series.calm],
-                "masses": export(series.masses),
-            }
-        )
+        try:
+            saved = detector.export_series(series)
+        except ValueError as error:  # an engine without persistence
+            raise StateError(str(error)) from None
+        saved["scaling"] = _scaling_for(detector.config, series.features)
+        series_list.append(saved)
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -486,7 +463,7 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
     # The snapshot lists series least recently seen first: keep the most recent ones.
     dropped = max(0, len(kept) - config.max_series)
     for saved, features in kept[dropped:]:
-        _restore_series(detector, saved, features)
+        detector.restore_series(saved, features)  # limits.memory_mb: the most recent stay
     if fresh_features:
         warnings.append(f"features changed: {fresh_features} series start fresh")
     if fresh_scaling:
@@ -499,49 +476,6 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
     return warnings
 
 
-def _restore_series(
-    detector: Detector, saved: Mapping[str, Any], features: tuple[str, ...]
-) -> None:
-    key = (saved["measurement"], tuple(tuple(pair) for pair in saved["tags"]))
-    inputs = tuple(saved.get("inputs") or features)
-    footprint = detector.footprint_of(key, len(inputs), len(features))
-    if not detector.make_room(footprint):  # limits.memory_mb: the most recent series stay
-        return
-    engine = detector.engine(features)
-    masses = engine.new_masses()
-    engine.import_masses(masses, saved["masses"])  # type: ignore[attr-defined]
-    series = Series(
-        key=key,
-        features=features,
-        masses=masses,
-        last_values=list(saved["last_values"]),
-        low=None if saved["low"] is None else np.array(saved["low"], dtype=np.float64),
-        high=None if saved["high"] is None else np.array(saved["high"], dtype=np.float64),
-        warmup_rows=[list(row) for row in saved["warmup_rows"]],
-        anomalous_run=int(saved["anomalous_run"]),
-        complete=bool(saved["complete"]),
-        alert=AlertState(**saved["alert"]),
-        last_seen=saved["last_seen"],
-        footprint=footprint,
-    )
-    series.inputs = features if inputs == features else inputs
-    if saved.get("derived"):
-        series.derived = DerivedState(detector.config.derived, series.inputs)
-        series.derived.restore(saved["derived"])
-    if saved.get("context"):
-        series.context = ContextFeatures(series.inputs, fit=detector.context_fit)
-        series.context.restore(saved["context"])
-    # A snapshot from another calibration starts its calibration afresh.
-    if detector.config.detection.calibration == "rarity":
-        saved_rarity = saved.get("rarity")
-        series.rarity = (
-            RarityState.restore(saved_rarity) if saved_rarity else detector.rarity.new_state()
-        )
-    episode = saved.get("episode") or [False, 0]  # snapshots of 0.1 had no episodes
-    series.in_episode, series.calm = bool(episode[0]), int(episode[1])
-    detector.adopt(series)
-
-
 def read_snapshot(path: Path, limit: int = 1 << 30) -> bytes:
     """The file's bytes, if it is a regular file of at most ``limit`` bytes: opened without
     waiting (a FIFO would block the start for ever) and checked before it is read (a link to
@@ -552,7 +486,7 @@ def read_snapshot(path: Path, limit: int = 1 << 30) -> bytes:
         if not stat.S_ISREG(status.st_mode):
             raise StateError("not a regular file")
         if status.st_size > limit:
-            raise StateError(f"{status.st_size:,} bytes, more than half of limits.memory_mb allows")
+            raise StateError(f"{status.st_size:,} bytes, more than the {limit:,} it may have")
         return file.read(limit + 1)
 
 
@@ -755,10 +689,7 @@ class StateStore:
 
     def _set_aside(self, detector: Detector, reason: str) -> None:
         """Start fresh from an unusable file, kept beside it for a person to look at."""
-        for series in detector.series.values():  # anything a failed restore left behind
-            detector.engine(series.features).release(series.masses)
-        detector.series.clear()
-        detector.footprint = 0
+        detector.forget_all()  # anything a failed restore left behind
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
             os.replace(self.path, aside)

@@ -20,10 +20,19 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PADDING", "TreeStructure", "tree_structure"]
+__all__ = ["PADDING", "TreeStructure", "node_count", "tree_structure"]
 
 # river's magic constant: splits keep 15 % of the range on either side.
 PADDING = 0.15
+
+
+def node_count(height: int) -> int:
+    """Nodes in a complete binary tree of ``height`` (a root alone has height 0).
+
+    >>> node_count(0), node_count(8)
+    (1, 511)
+    """
+    return (1 << (height + 1)) - 1
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class TreeStructure:
 
     @property
     def n_nodes(self) -> int:
-        return (1 << (self.height + 1)) - 1
+        return node_count(self.height)
 
     @property
     def n_branches(self) -> int:
