@@ -33,7 +33,7 @@ import numpy as np
 from hst_processor.alert_assembly import assemble_alert
 from hst_processor.alerts import AlertEvent, AlertPolicy, FeatureReason
 from hst_processor.calibration import Calibration
-from hst_processor.config import MIB, Config, series_bytes
+from hst_processor.config import MIB, Config, series_bytes, trees_bytes
 from hst_processor.context import LIMIT, ContextFeatures, context_names
 from hst_processor.decision import EpisodeRule, LearnGate
 from hst_processor.derived import DerivedState
@@ -52,6 +52,10 @@ __all__ = ["Counters", "Detector", "Series", "SeriesKey", "Verdict", "describe_s
 # The lookup cache from a metric's series text to its key: bounded in entries and in text.
 _KEY_CACHE_LIMIT = 100_000
 _KEY_CACHE_TEXT = 16 * MIB
+
+
+MIN_KEPT_ENGINES = 32  # feature sets whose trees are kept without a sweep for unused ones
+CHUNK_METRICS = 512  # metrics scored together: enough for the batch code to pay off
 
 
 class Verdict(NamedTuple):
@@ -108,6 +112,7 @@ class Detector:
         self.series: OrderedDict[SeriesKey, Series] = OrderedDict()
         self._engines: dict[tuple[str, ...], EngineParts] = {}
         self._released: list[Series] = []
+        self._engines_allowed = MIN_KEPT_ENGINES
         self._keys: dict[str, SeriesKey] = {}
         self._keys_text = 0  # characters of series text in ``_keys``
         self._budget = config.limits.memory_mb * MIB
@@ -144,7 +149,17 @@ class Detector:
         return parts
 
     def process(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
-        """One verdict per metric (``None``: leave it as it is), in order."""
+        """One verdict per metric (``None``: leave it as it is), in order.
+
+        Scored in slices of CHUNK_METRICS (the verdicts are the same for any slicing): what
+        the series forgotten in a slice held, their trees included, is let go before the next,
+        so a read of ever-new series never holds more than a slice's worth of them."""
+        verdicts: list[Verdict | None] = []
+        for start in range(0, len(metrics), CHUNK_METRICS):
+            verdicts += self._process_slice(metrics[start : start + CHUNK_METRICS])
+        return verdicts
+
+    def _process_slice(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
         verdicts: list[Verdict | None] = [None] * len(metrics)
         groups: dict[tuple[str, ...], _Batch] = {}
         for index, metric in enumerate(metrics):
@@ -187,7 +202,23 @@ class Detector:
         for series in self._released:
             self.engine(series.features).release(series.masses)
         self._released.clear()
+        if len(self._engines) > self._engines_allowed:
+            self._drop_unused_engines()
         return verdicts
+
+    def _engine_cost(self, features: tuple[str, ...]) -> int:
+        """What a series adds by bringing a feature set of its own: its trees (shared by
+        every later series of the same fields, so counted once, with the first)."""
+        return 0 if features in self._engines else trees_bytes(self.config.model, len(features))
+
+    def _drop_unused_engines(self) -> None:
+        """Forget the trees of feature sets no live series has any more: a stream of ever-new
+        field names would otherwise keep a set of trees for each, for ever. Run when the
+        engines have doubled since the last time, so it costs little per new one."""
+        in_use = {series.features for series in self.series.values()}
+        for features in [features for features in self._engines if features not in in_use]:
+            del self._engines[features]
+        self._engines_allowed = max(MIN_KEPT_ENGINES, 2 * len(self._engines))
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -254,7 +285,7 @@ class Detector:
                 f"({describe_series(key)[:120]}...)",
             )
             return None
-        footprint = self.footprint_of(key, len(raw), len(features))
+        footprint = self.footprint_of(key, len(raw), len(features)) + self._engine_cost(features)
         if not self.make_room(footprint):
             return None
         series = self._new_series(key, features, raw, self.engine(features).new_masses())
@@ -299,6 +330,7 @@ class Detector:
         key = series_key_of(saved)
         inputs = tuple(saved.get("inputs") or features)
         footprint = self.footprint_of(key, len(inputs), len(features))
+        footprint += self._engine_cost(features)
         if not self.make_room(footprint):
             return False
         parts = self.engine_parts(features)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hst_processor.config import parse_config
-from hst_processor.detector import Detector, Verdict
+from hst_processor.detector import CHUNK_METRICS, MIN_KEPT_ENGINES, Detector, Verdict
 from hst_processor.lineproto import Metric, parse_metric
 from hst_processor.log import Log
 
@@ -186,7 +186,6 @@ def test_learned_scaling_freezes_limits_after_warmup() -> None:
 def test_river_engine_gives_the_same_verdicts_for_many_series(batch: int) -> None:
     """Thirty series interleaved (the store grows past its first rows), a fault now and then,
     windows ending mid-batch: every verdict equals river's, model by model."""
-    pytest.importorskip("river")
     rng = random.Random(9)
     machines = [f"m{i}" for i in range(30)]
     metrics: list[Metric | None] = [
@@ -209,7 +208,6 @@ def test_river_engine_gives_the_same_verdicts_for_many_series(batch: int) -> Non
 def test_evicted_series_rows_are_reused_without_mixing_models() -> None:
     """Rows of forgotten series are handed to new ones only after the batch: the built-in
     engine (shared rows) must agree with river's (one object per model)."""
-    pytest.importorskip("river")
     rng = random.Random(10)
     metrics: list[Metric | None] = [normal_metric(rng, rng.choice("abcd")) for _ in range(3000)]
     ours, _ = make_detector(max_series=3)
@@ -321,3 +319,14 @@ def test_series_are_bounded_by_their_bytes_as_well_as_their_count() -> None:
         stderr.getvalue()
     )
     assert list(detector.series)[-1] == ("m", (("id", f"{tags}1499"),))  # the most recent stay
+
+
+def test_the_trees_of_field_sets_no_series_has_any_more_are_let_go() -> None:
+    detector, _ = make_detector(max_series=10)
+    metrics = [parse_metric(f"m,id={i} f{i}a=1,f{i}b=2 1") for i in range(3000)]
+    verdicts = detector.process(metrics)
+    assert len(verdicts) == 3000
+    # Every metric brought a field set of its own; only the live series' sets keep trees,
+    # plus at most a slice's worth between sweeps, whatever the stream's length.
+    assert len(detector.series) == 10
+    assert len(detector._engines) <= 2 * max(MIN_KEPT_ENGINES, 10) + CHUNK_METRICS
