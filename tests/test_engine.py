@@ -44,7 +44,6 @@ def test_the_totals_span_from_isolated_to_the_largest(
 
 
 def test_the_river_engine_has_the_same_totals_and_no_optional_parts() -> None:
-    pytest.importorskip("river")
     parts = make_engine("river", ("a", "b"), 10, 8, 250, 1)
     hst = make_engine("hst", ("a", "b"), 10, 8, 250, 1).engine
     assert (parts.engine.max_total, parts.engine.isolated_total) == (
