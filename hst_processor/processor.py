@@ -5,7 +5,7 @@ parses them, asks the :class:`~hst_processor.detector.Detector` for verdicts and
 tag and fields. :func:`serve` is the I/O around it, the only place that touches stdin, stdout
 and signals.
 
-The contract with Telegraf (see ``DESIGN.md``):
+The contract with Telegraf (see ``ARCHITECTURE.md``):
 
 * one metric in, one metric out, in order; anything we cannot parse passes through unchanged,
   with a counted, rate-limited warning;
