@@ -143,15 +143,15 @@ def main(
         return EXIT_CONFIG
     log.set_level(config.log.level, config.log.repeat_interval)
     if args.command == "replay":
-        from hst_processor.offline import run_replay
+        from hst_processor.offline.commands import run_replay
 
         return run_replay(config, args.file, args.output, log)
     if args.command == "evaluate":
-        from hst_processor.offline import run_evaluate
+        from hst_processor.offline.commands import run_evaluate
 
         return run_evaluate(config, args, log)
     if args.command == "plot":
-        from hst_processor.offline import run_plot
+        from hst_processor.offline.commands import run_plot
 
         return run_plot(config, args, log)
     return _run(config, log, stdin_fd, stdout_fd, args.state_file or config.state.file, stop)

@@ -1,4 +1,5 @@
-"""The offline commands behind the CLI: ``replay`` and ``evaluate`` (file in, report out)."""
+"""The offline commands behind the CLI: ``replay``, ``evaluate`` and ``plot`` (a file in, a report
+out)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from contextlib import ExitStack
 from typing import TextIO
 
 from hst_processor.config import Config
-from hst_processor.labels import FaultLabel
 from hst_processor.log import Log
+from hst_processor.offline.labels import FaultLabel
 
 __all__ = ["run_evaluate", "run_plot", "run_replay"]
 
@@ -26,7 +27,7 @@ def _open_input(path: str) -> TextIO:
 
 
 def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
-    from hst_processor.replay import progress_bar, replay
+    from hst_processor.offline.replay import progress_bar, replay
 
     with ExitStack() as stack:
         try:
@@ -60,7 +61,7 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
 
 
 def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
-    from hst_processor.evaluate import evaluate_file, format_table, suggest_threshold
+    from hst_processor.offline.evaluate import evaluate_file, format_table, suggest_threshold
 
     loaded = _load("evaluate", args.file, args.labels, log)
     if isinstance(loaded, int):
@@ -114,9 +115,9 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
     except ImportError:
         log.error("plot needs matplotlib: pip install 'hst-processor[plot]'")
         return EXIT_USAGE
-    from hst_processor.evaluate import machine_tag_of
-    from hst_processor.plot import build_figure, machines_in
-    from hst_processor.replay import replay
+    from hst_processor.offline.evaluate import machine_tag_of
+    from hst_processor.offline.plot import build_figure, machines_in
+    from hst_processor.offline.replay import replay
 
     loaded = _load("plot", args.file, args.labels, log)
     if isinstance(loaded, int):
@@ -159,7 +160,7 @@ def parse_time(text: str) -> int:
     """
     from datetime import datetime
 
-    from hst_processor.labels import epoch_ns
+    from hst_processor.offline.labels import epoch_ns
 
     if text.isdigit():
         return int(text)
@@ -173,7 +174,7 @@ def _load(
     command: str, path: str, labels_path: str | None, log: Log
 ) -> tuple[list[FaultLabel], str] | int:
     """The labels (none without a path) and the file's text, or the exit code of a failure."""
-    from hst_processor.labels import read_labels
+    from hst_processor.offline.labels import read_labels
 
     try:
         labels = read_labels(labels_path) if labels_path else []

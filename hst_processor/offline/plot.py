@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from hst_processor.alerts import OPEN, RESOLVE
-from hst_processor.evaluate import machine_of
-from hst_processor.labels import FaultLabel
-from hst_processor.replay import Replay
+from hst_processor.offline.evaluate import machine_of
+from hst_processor.offline.labels import FaultLabel
+from hst_processor.offline.replay import Replay
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
