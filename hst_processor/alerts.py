@@ -21,7 +21,6 @@ wall clock for a metric without one. The policy only decides; :mod:`.notify` sen
 
 from __future__ import annotations
 
-import datetime as dt
 import string
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hst_processor.config import AlertsConfig
+from hst_processor.times import utc_text
 
 __all__ = [
     "AlertEvent",
@@ -151,11 +151,6 @@ def format_link(template: str, tags: Mapping[str, str], measurement: str) -> str
 # Messages
 
 
-def _when(seconds: float) -> str:
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _duration(seconds: float) -> str:
     hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
@@ -183,13 +178,13 @@ def event_text(event: AlertEvent) -> str:
     if event.kind == RESOLVE:
         text = (
             f"Resolved: {event.measurement} {event.machine} is back to normal after "
-            f"{_duration(event.lasted)} (peak score {event.peak:.2f}, at {_when(event.time)})"
+            f"{_duration(event.lasted)} (peak score {event.peak:.2f}, at {utc_text(event.time)})"
         )
     else:
         label = "Still anomalous" if event.kind == REMINDER else "Anomaly"
         text = (
             f"{label}: {event.measurement} {event.machine} scored {event.score:.2f} "
-            f"(threshold {event.threshold:.2f}) at {_when(event.time)}, anomalous for "
+            f"(threshold {event.threshold:.2f}) at {utc_text(event.time)}, anomalous for "
             f"{_duration(event.lasted)}"
         )
         if event.reasons:
@@ -219,7 +214,7 @@ def slack_payload(event: AlertEvent) -> dict[str, Any]:
     facts = [
         f"*Machine*\n{machine}",
         f"*Measurement*\n{measurement}",
-        f"*Time*\n{_when(event.time)}",
+        f"*Time*\n{utc_text(event.time)}",
     ]
     if event.kind == RESOLVE:
         facts += [f"*Lasted*\n{_duration(event.lasted)}", f"*Peak score*\n{event.peak:.2f}"]

@@ -14,6 +14,7 @@ from typing import TextIO
 from hst_processor.config import Config
 from hst_processor.log import Log
 from hst_processor.offline.labels import FaultLabel
+from hst_processor.times import parse_time, utc_text
 
 __all__ = ["run_evaluate", "run_plot", "run_replay"]
 
@@ -55,7 +56,7 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
         )
     for event in result.openings:
         reasons = "; ".join(f"{r.name} = {r.value:g}" for r in event.reasons)
-        print(f"alert {event.machine} at {_utc(event.time)}: score {event.score:.2f} {reasons}",
+        print(f"alert {event.machine} at {utc_text(event.time)}: score {event.score:.2f} {reasons}",
               file=report)  # fmt: skip
     return EXIT_OK
 
@@ -152,24 +153,6 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
     return EXIT_OK
 
 
-def parse_time(text: str) -> int:
-    """Nanoseconds since the epoch from digits or an RFC 3339 time (``Z`` or an offset).
-
-    >>> parse_time("2026-01-01T00:00:00Z"), parse_time("1767225600000000000")
-    (1767225600000000000, 1767225600000000000)
-    """
-    from datetime import datetime
-
-    from hst_processor.offline.labels import epoch_ns
-
-    if text.isdigit():
-        return int(text)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone")
-    return epoch_ns(moment)
-
-
 def _load(
     command: str, path: str, labels_path: str | None, log: Log
 ) -> tuple[list[FaultLabel], str] | int:
@@ -186,9 +169,3 @@ def _load(
     except ValueError as error:
         log.error(f"{command}: {labels_path}: {error}")
         return EXIT_USAGE
-
-
-def _utc(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return f"{datetime.fromtimestamp(seconds, tz=timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
