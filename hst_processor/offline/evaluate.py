@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from hst_processor.alerts import OPEN, AlertPolicy, AlertState
+from hst_processor.arrays import FloatArray
 from hst_processor.config import Config
 from hst_processor.context import source_of
 from hst_processor.detector import SeriesKey
@@ -32,7 +33,6 @@ from hst_processor.log import Log
 from hst_processor.offline.baselines import BASELINES, Flags
 from hst_processor.offline.labels import FaultLabel
 from hst_processor.offline.replay import Replay, Scored, replay
-from hst_processor.scaling import FloatArray
 
 __all__ = [
     "Alarm",
