@@ -46,6 +46,7 @@ from hst_processor.context import SAVED_MATRICES, SAVED_VECTORS, ContextFeatures
 from hst_processor.derived import DerivedState
 from hst_processor.detector import Detector, Series
 from hst_processor.errors import HstProcessorError
+from hst_processor.lineproto import is_numeric
 from hst_processor.log import Log
 from hst_processor.rarity import RarityState
 from hst_processor.times import utc_text
@@ -410,7 +411,7 @@ def _integer(value: Any, where: str, low: int, high: int) -> None:
 
 
 def _number(value: Any, where: str, finite: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_numeric(value):
         raise StateError(f"{where}: expected a number, got {_kind(value)}")
     if finite and not math.isfinite(value):
         raise StateError(f"{where}: expected a finite number, got {value!r}")
