@@ -12,13 +12,12 @@ from contextlib import ExitStack
 from typing import TextIO
 
 from hst_processor.config import Config
+from hst_processor.errors import ExitCode
 from hst_processor.log import Log
 from hst_processor.offline.labels import FaultLabel
 from hst_processor.times import parse_time, utc_text
 
 __all__ = ["run_evaluate", "run_plot", "run_replay"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _open_input(path: str) -> TextIO:
@@ -40,7 +39,7 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
             )
         except OSError as error:
             log.error(f"replay: cannot open {error.filename}: {error.strerror}")
-            return EXIT_FAILED
+            return ExitCode.FAILED
         size = os.fstat(source.fileno()).st_size if path != "-" else 0
         result = replay(
             config, source, sink or sys.stdout, log, progress=progress_bar(size) if size else None
@@ -58,7 +57,7 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
         reasons = "; ".join(f"{r.name} = {r.value:g}" for r in event.reasons)
         print(f"alert {event.machine} at {utc_text(event.time)}: score {event.score:.2f} {reasons}",
               file=report)  # fmt: skip
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
@@ -72,15 +71,15 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
         thresholds = [float(t) for t in args.sweep.split(",")] if args.sweep else []
     except ValueError:
         log.error(f"evaluate: --sweep takes thresholds like 0.4,0.5,0.6, not {args.sweep!r}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         start_ns = parse_time(args.start) if args.start else None
     except ValueError:
         log.error(f"evaluate: --start takes an RFC 3339 time or nanoseconds, not {args.start!r}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if args.skip < 0:
         log.error(f"evaluate: --skip takes a number of metrics, not {args.skip}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     results, sweep = evaluate_file(
         text,
         labels,
@@ -106,7 +105,7 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
         print(json.dumps(document, indent=2))
     else:
         print(format_table(results, sweep, args.max_false_alerts))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
@@ -115,7 +114,7 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
         import matplotlib.figure  # noqa: F401
     except ImportError:
         log.error("plot needs matplotlib: pip install 'hst-processor[plot]'")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     from hst_processor.offline.evaluate import machine_tag_of
     from hst_processor.offline.plot import build_figure, machines_in
     from hst_processor.offline.replay import replay
@@ -127,7 +126,7 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
     result = replay(config, io.StringIO(text), None, Log(io.StringIO()), keep_records=True)
     if not result.records:
         log.error(f"plot: {args.file} has no metric the config scores")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     machines = args.machines.split(",") if args.machines else []
     present = machines_in(result, machine_tag_of(config))
     if machines and not present.intersection(machines):
@@ -135,7 +134,7 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
             f"plot: --machines {args.machines} matches no machine in {args.file} "
             f"(it has {', '.join(sorted(present))})"
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     figure = build_figure(
         result,
         labels,
@@ -148,9 +147,9 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
         figure.savefig(args.output, dpi=110)
     except OSError as error:
         log.error(f"plot: cannot write {args.output}: {error.strerror}")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     log.info(f"plot: wrote {args.output}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _load(
@@ -165,7 +164,7 @@ def _load(
             return labels, source.read()
     except OSError as error:
         log.error(f"{command}: cannot read {error.filename}: {error.strerror}")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except ValueError as error:
         log.error(f"{command}: {labels_path}: {error}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
