@@ -11,11 +11,12 @@ import sys
 from contextlib import ExitStack
 from typing import TextIO
 
+from hst_processor.alerts import report_line
 from hst_processor.config import Config
 from hst_processor.errors import ExitCode
 from hst_processor.log import Log
 from hst_processor.offline.labels import FaultLabel
-from hst_processor.times import parse_time, utc_text
+from hst_processor.times import parse_time
 
 __all__ = ["run_evaluate", "run_plot", "run_replay"]
 
@@ -54,9 +55,7 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
             file=report,
         )
     for event in result.openings:
-        reasons = "; ".join(f"{r.name} = {r.value:g}" for r in event.reasons)
-        print(f"alert {event.machine} at {utc_text(event.time)}: score {event.score:.2f} {reasons}",
-              file=report)  # fmt: skip
+        print(report_line(event), file=report)
     return ExitCode.OK
 
 
