@@ -1,14 +1,15 @@
 """Fault labels: the ground truth a labelled run leaves beside its metrics.
 
-The simulator writes them (``simulator.labels.LabelLog``); ``hst-processor evaluate`` reads
-them. A labels file is JSON lines: each fault is written when it starts (``end_ns`` null) and
-again, with its end, when it stops; the last record of an ``id`` wins. Windows are half-open,
-``[start_ns, end_ns)``, in the metrics' own nanoseconds.
+Whatever makes a labelled run writes them (the bundled simulator's ``simulator.labels.LabelLog``
+does); ``hst-processor evaluate`` and ``plot`` read them. A labels file is JSON lines: each
+fault is written when it starts (``end_ns`` null) and again, with its end, when it stops; the
+last record of an ``id`` wins. Windows are half-open, ``[start_ns, end_ns)``, in the metrics'
+own nanoseconds.
 
 >>> labels = parse_labels(
-...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "power", "start_ns": 5, '
+...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "x", "start_ns": 5, '
 ...     '"end_ns": null, "source": "api"}\\n'
-...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "power", "start_ns": 5, '
+...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "x", "start_ns": 5, '
 ...     '"end_ns": 8, "source": "api"}\\n')
 >>> [(label.kind, label.start_ns, label.end_ns) for label in labels]
 [('spike', 5, 8)]
