@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from hst_processor.config import parse_config
-from hst_processor.evaluate import Evaluation, combine, evaluate_file
-from hst_processor.labels import parse_labels
 from hst_processor.log import Log
+from hst_processor.offline.evaluate import Evaluation, combine, evaluate_file
+from hst_processor.offline.labels import parse_labels
 
 DOCUMENTED_RATE = 0.001  # what the default threshold (0.5) means: rarer than 1 in 1,000
 ALTERNATIVES: dict[str, dict[str, Any]] = {

@@ -21,7 +21,6 @@ wall clock for a metric without one. The policy only decides; :mod:`.notify` sen
 
 from __future__ import annotations
 
-import datetime as dt
 import string
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hst_processor.config import AlertsConfig
+from hst_processor.times import utc_text
 
 __all__ = [
     "AlertEvent",
@@ -38,6 +38,8 @@ __all__ = [
     "digest_text",
     "event_text",
     "json_payload",
+    "reason_text",
+    "report_line",
     "slack_payload",
 ]
 
@@ -151,11 +153,6 @@ def format_link(template: str, tags: Mapping[str, str], measurement: str) -> str
 # Messages
 
 
-def _when(seconds: float) -> str:
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _duration(seconds: float) -> str:
     hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
@@ -170,11 +167,21 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _reasons_text(event: AlertEvent) -> str:
-    return "; ".join(
-        f"{r.name} = {_number(r.value)} (normal {_number(r.normal_low)} to "
-        f"{_number(r.normal_high)})"
-        for r in event.reasons
+def reason_text(reason: FeatureReason, *, name: str | None = None, normal: bool = True) -> str:
+    """What one feature said, the one builder every message uses: ``load = 71.5 (normal 60 to
+    80)``. ``name`` replaces the feature's name (Slack's escaped bold one); ``normal=False`` is
+    the replay report's short form, the value alone at ``:g`` precision.
+
+    >>> reason = FeatureReason("load", 71.54321, 60.0, 80.0)
+    >>> reason_text(reason), reason_text(reason, normal=False)
+    ('load = 71.54 (normal 60 to 80)', 'load = 71.5432')
+    """
+    shown = reason.name if name is None else name
+    if not normal:
+        return f"{shown} = {reason.value:g}"
+    return (
+        f"{shown} = {_number(reason.value)} (normal {_number(reason.normal_low)} to "
+        f"{_number(reason.normal_high)})"
     )
 
 
@@ -183,20 +190,26 @@ def event_text(event: AlertEvent) -> str:
     if event.kind == RESOLVE:
         text = (
             f"Resolved: {event.measurement} {event.machine} is back to normal after "
-            f"{_duration(event.lasted)} (peak score {event.peak:.2f}, at {_when(event.time)})"
+            f"{_duration(event.lasted)} (peak score {event.peak:.2f}, at {utc_text(event.time)})"
         )
     else:
         label = "Still anomalous" if event.kind == REMINDER else "Anomaly"
         text = (
             f"{label}: {event.measurement} {event.machine} scored {event.score:.2f} "
-            f"(threshold {event.threshold:.2f}) at {_when(event.time)}, anomalous for "
+            f"(threshold {event.threshold:.2f}) at {utc_text(event.time)}, anomalous for "
             f"{_duration(event.lasted)}"
         )
         if event.reasons:
-            text += f"; driven by {_reasons_text(event)}"
+            text += "; driven by " + "; ".join(reason_text(r) for r in event.reasons)
     if event.link:
         text += f" {event.link}"
     return text
+
+
+def report_line(event: AlertEvent) -> str:
+    """An alert opening as one line of ``hst-processor replay``'s report."""
+    reasons = "; ".join(reason_text(r, normal=False) for r in event.reasons)
+    return f"alert {event.machine} at {utc_text(event.time)}: score {event.score:.2f} {reasons}"
 
 
 def slack_escape(text: str) -> str:
@@ -219,7 +232,7 @@ def slack_payload(event: AlertEvent) -> dict[str, Any]:
     facts = [
         f"*Machine*\n{machine}",
         f"*Measurement*\n{measurement}",
-        f"*Time*\n{_when(event.time)}",
+        f"*Time*\n{utc_text(event.time)}",
     ]
     if event.kind == RESOLVE:
         facts += [f"*Lasted*\n{_duration(event.lasted)}", f"*Peak score*\n{event.peak:.2f}"]
@@ -236,11 +249,7 @@ def slack_payload(event: AlertEvent) -> dict[str, Any]:
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in facts]},
     ]
     if event.reasons and event.kind != RESOLVE:
-        lines = [
-            f"• *{slack_escape(r.name)}* = {_number(r.value)} (normal {_number(r.normal_low)} to "
-            f"{_number(r.normal_high)})"
-            for r in event.reasons
-        ]
+        lines = [f"• {reason_text(r, name=f'*{slack_escape(r.name)}*')}" for r in event.reasons]
         blocks.append(
             {
                 "type": "section",

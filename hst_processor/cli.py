@@ -12,7 +12,7 @@
 
 The config file comes from ``--config`` or the ``HST_PROCESSOR_CONFIG`` environment variable;
 with neither, the defaults apply. A bad config stops the command at start with the key and the
-reason on stderr and exit code 2.
+reason on stderr and exit code 2; :class:`~hst_processor.errors.ExitCode` is the whole table.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from hst_processor import __version__
-from hst_processor.errors import ConfigError
+from hst_processor.errors import ConfigError, ExitCode
 from hst_processor.log import Log
 from hst_processor.signals import StopSignals
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-EXIT_OK = 0
-EXIT_CONFIG = 2
 CONFIG_ENV = "HST_PROCESSOR_CONFIG"
 
 
@@ -141,18 +139,18 @@ def main(
         config = load_config(config_path)
     except ConfigError as error:
         log.error(f"config error: {error}")
-        return EXIT_CONFIG
+        return ExitCode.USAGE
     log.set_level(config.log.level, config.log.repeat_interval)
     if args.command == "replay":
-        from hst_processor.offline import run_replay
+        from hst_processor.offline.commands import run_replay
 
         return run_replay(config, args.file, args.output, log)
     if args.command == "evaluate":
-        from hst_processor.offline import run_evaluate
+        from hst_processor.offline.commands import run_evaluate
 
         return run_evaluate(config, args, log)
     if args.command == "plot":
-        from hst_processor.offline import run_plot
+        from hst_processor.offline.commands import run_plot
 
         return run_plot(config, args, log)
     return _run(config, log, stdin_fd, stdout_fd, args.state_file or config.state.file, stop)
@@ -165,9 +163,9 @@ def _check_config(path: str, log: Log) -> int:
         config = load_config(path)
     except ConfigError as error:
         log.error(f"config error: {error}")
-        return EXIT_CONFIG
+        return ExitCode.USAGE
     log.info(f"{path}: OK ({_describe(config)})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _inspect_state(path: str, log: Log) -> int:
@@ -177,12 +175,12 @@ def _inspect_state(path: str, log: Log) -> int:
         document = parse(read_snapshot(Path(path)))
     except OSError as error:
         log.error(f"cannot read {path}: {error.strerror}")
-        return 1
+        return ExitCode.FAILED
     except StateError as error:
         log.error(f"{path}: {error}")
-        return 1
+        return ExitCode.FAILED
     print(describe(document))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _forget_series(path: str, matches: list[str], log: Log) -> int:
@@ -191,22 +189,22 @@ def _forget_series(path: str, matches: list[str], log: Log) -> int:
     pairs = [tuple(match.split("=", 1)) for match in matches]
     if any(len(pair) != 2 for pair in pairs):
         log.error("forget-series: each match must be TAG=VALUE")
-        return EXIT_CONFIG
+        return ExitCode.USAGE
     store = StateStore(path, interval=0, log=log)
     if not store.acquire():
         log.error("forget-series: stop the processor that uses this file first")
-        return 1
+        return ExitCode.FAILED
     try:
         removed = forget(store.path, dict(pairs))  # type: ignore[arg-type]
     except (OSError, StateError) as error:
         log.error(f"forget-series: {path}: {error}")
-        return 1
+        return ExitCode.FAILED
     if not removed:
         shown = " ".join(f"{tag}={value}" for tag, value in pairs)
         log.error(f"forget-series: no series in {path} matches {shown}; nothing changed")
-        return 1
+        return ExitCode.FAILED
     log.info(f"forgot {removed} series; they start fresh on the next run")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _run(
@@ -232,7 +230,7 @@ def _run(
         )
     except ImportError as error:  # engine: river without river installed
         log.error(f"config error: model.engine: {config.model.engine} is not available ({error})")
-        return EXIT_CONFIG
+        return ExitCode.USAGE
     # A library warning printed as-is would reach Telegraf without a level prefix.
     warnings.showwarning = lambda message, category, *_args, **_kwargs: log.warn_repeated(
         f"python:{category.__name__}", f"{category.__name__}: {message}"

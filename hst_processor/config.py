@@ -29,6 +29,7 @@ import yaml
 
 from hst_processor.derived import KINDS, DerivedFeature
 from hst_processor.errors import ConfigError
+from hst_processor.lineproto import is_numeric
 
 __all__ = [
     "AlertsConfig",
@@ -352,7 +353,7 @@ def _scaling(section: Any, features: tuple[str, ...]) -> ScalingConfig:
         if (
             not isinstance(pair, list | tuple)
             or len(pair) != 2
-            or not all(_is_number(v) and math.isfinite(v) for v in pair)
+            or not all(is_numeric(v) and math.isfinite(v) for v in pair)
         ):
             raise ConfigError(key, f"must be a list [low, high] of two numbers, got {_show(pair)}")
         low, high = float(pair[0]), float(pair[1])
@@ -618,10 +619,6 @@ def _kind(value: Any) -> str:
     return _show(value)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _require_mapping(value: Any, key: str) -> None:
     if not isinstance(value, dict):
         raise ConfigError(key, f"must be a mapping of options, got {_kind(value)}")
@@ -657,7 +654,7 @@ def _number(
     prefix: str = "",
 ) -> float:
     value = section.get(name, default)
-    if not _is_number(value) or not low <= value <= high:
+    if not is_numeric(value) or not low <= value <= high:
         raise ConfigError(
             _path(prefix, name), f"must be a number from {low:g} to {high:g}, got {_show(value)}"
         )

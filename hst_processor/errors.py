@@ -1,4 +1,5 @@
-"""Every exception hst-processor raises on purpose, drawn in one place.
+"""Every exception hst-processor raises on purpose, drawn in one place, and the exit codes the
+command ends with.
 
 ::
 
@@ -7,12 +8,18 @@
     └── LineProtocolError      a metric that does not parse under Telegraf's grammar
         └── UnterminatedString the text ended inside a quoted string field (it may go on
                                after the next newline)
+
+    ExitCode                   0 done, 1 the work could not be done, 2 bad usage (the table
+                               the README documents)
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 __all__ = [
     "ConfigError",
+    "ExitCode",
     "HstProcessorError",
     "LineProtocolError",
     "UnterminatedString",
@@ -54,3 +61,20 @@ class UnterminatedString(LineProtocolError):
     Telegraf allows a raw newline inside a string field, so a splitter that sees this at the
     end of a physical line must join the next line before deciding.
     """
+
+
+class ExitCode(IntEnum):
+    """How every ``hst-processor`` command ends: one table for the processor and the tools.
+
+    Telegraf restarts a processor that exits at all, so the codes are for people and scripts
+    running the commands: 1 says "try again with what the message asks for", 2 says "the command
+    line or the config is wrong" (argparse exits 2 for a bad argument too).
+    """
+
+    OK = 0
+    """Done: the stream ended or a stop signal came (the state saved), or a tool finished."""
+    FAILED = 1
+    """The work could not be done: a file that cannot be read or written, a state file in use or
+    damaged, a selector that matches nothing, a file with nothing to score."""
+    USAGE = 2
+    """A bad configuration (or an engine that is not installed) or a bad argument."""

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hst_processor.arrays import FloatArray
 from hst_processor.trees import TreeStructure
 
 __all__ = [
@@ -49,8 +50,6 @@ SIZE_LIMIT_FRACTION = 0.1
 
 # Below this many points NumPy's fixed cost per call loses to walking the trees in Python.
 VECTOR_MIN_POINTS = 8
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def isolated_total(n_trees: int, window_size: int) -> float:

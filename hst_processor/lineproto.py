@@ -371,7 +371,8 @@ def _unescape_key(raw: str) -> str:
 
 
 def is_numeric(value: object) -> bool:
-    """An integer or float field value (a boolean is neither, though Python says otherwise)."""
+    """An integer or float (a boolean is neither, though Python says otherwise): a field value
+    the model can read, and the one test of a number in config and snapshot values too."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

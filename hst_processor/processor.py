@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from hst_processor.config import Config
 from hst_processor.detector import Detector, Verdict
-from hst_processor.errors import LineProtocolError
+from hst_processor.errors import ExitCode, LineProtocolError
 from hst_processor.lineproto import (
     Metric,
     MetricSplitter,
@@ -406,7 +406,7 @@ def serve(
     if stop.requested:
         log.info(f"received {stop.requested}, stopping")
     log.info(processor.summary())
-    return 0
+    return ExitCode.OK
 
 
 def _available(fd: int) -> bytes:

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import numpy.typing as npt
+
+# Re-exported: context.py still imports it from here.
+from hst_processor.arrays import FloatArray as FloatArray
 
 __all__ = ["fixed_limits", "learned_limits", "scale"]
-
-FloatArray = npt.NDArray[np.float64]
 
 # A feature that did not move during warm-up still needs a range: this fraction of its level
 # (or an absolute floor at level 0) on either side.

@@ -52,8 +52,10 @@ from hst_processor.context import (
 )
 from hst_processor.detector import Detector
 from hst_processor.errors import HstProcessorError
+from hst_processor.lineproto import is_numeric
 from hst_processor.log import Log
 from hst_processor.rarity import RarityState
+from hst_processor.times import utc_text
 
 __all__ = [
     "FORMAT",
@@ -412,7 +414,7 @@ def _integer(value: Any, where: str, low: int, high: int) -> None:
 
 
 def _number(value: Any, where: str, finite: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_numeric(value):
         raise StateError(f"{where}: expected a number, got {_kind(value)}")
     if finite and not math.isfinite(value):
         raise StateError(f"{where}: expected a finite number, got {value!r}")
@@ -505,18 +507,11 @@ def forget(path: Path, match: Mapping[str, str]) -> int:
     return removed
 
 
-def _utc(seconds: float) -> str:
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
-    except (OverflowError, OSError, ValueError):  # a time no calendar shows
-        return f"{seconds!r} s after 1970"
-
-
 def describe(document: Mapping[str, Any], window_size: int | None = None) -> str:
     """A human-readable account of a snapshot, for ``inspect-state``."""
     model = document["model"]
     window = window_size or int(model["window_size"])
-    saved_at = _utc(document["saved_at"])
+    saved_at = utc_text(document["saved_at"])
     lines = [
         f"format {document['format']} version {document['version']}, saved {saved_at}, "
         f"after {document['processed']} metrics",
@@ -529,7 +524,7 @@ def describe(document: Mapping[str, Any], window_size: int | None = None) -> str
         points = masses["windows"] * window + masses["counter"] + len(saved["warmup_rows"])
         warm = "warming up" if masses["first_window"] else f"{masses['windows']} windows"
         seen = saved["last_seen"]
-        last = _utc(seen / 1e9) if seen is not None else "no timestamp"
+        last = utc_text(seen / 1e9) if seen is not None else "no timestamp"
         alert = "ALERT OPEN" if saved["alert"]["is_open"] else "no alert"
         tags = ",".join(f"{k}={v}" for k, v in saved["tags"])
         lines.append(

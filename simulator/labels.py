@@ -21,7 +21,8 @@ import threading
 from dataclasses import replace
 from typing import IO
 
-from hst_processor.labels import FaultLabel, iso_time, parse_labels, read_labels
+from hst_processor.offline.labels import FaultLabel, parse_labels, read_labels
+from hst_processor.times import iso_time
 
 __all__ = ["FaultLabel", "LabelLog", "iso_time", "parse_labels", "read_labels"]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from hst_processor.labels import epoch_ns
+from hst_processor.times import epoch_ns
 from simulator.faults import FAULTS
 
 __all__ = [

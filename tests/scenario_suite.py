@@ -16,8 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from hst_processor.config import Config, load_config
-from hst_processor.evaluate import Evaluation, combine, evaluate_file, format_table
-from hst_processor.labels import parse_labels
+from hst_processor.offline.evaluate import Evaluation, combine, evaluate_file, format_table
+from hst_processor.offline.labels import parse_labels
 from simulator.run import simulate
 from simulator.scenario import load_scenario
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from hst_processor.config import Config, parse_config
-from hst_processor.evaluate import evaluate_file
-from hst_processor.labels import parse_labels
 from hst_processor.log import Log
+from hst_processor.offline.evaluate import evaluate_file
+from hst_processor.offline.labels import parse_labels
+from hst_processor.offline.replay import Replay, replay
 from hst_processor.processor import Processor
-from hst_processor.replay import Replay, replay
 from hst_processor.state import parse, restore, snapshot
 from tests.scenario_suite import SCENARIOS, simulate_scenario
 

@@ -13,7 +13,7 @@ import statistics
 import pytest
 
 from hst_processor.config import load_config
-from hst_processor.evaluate import Evaluation
+from hst_processor.offline.evaluate import Evaluation
 from tests.scenario_suite import SCENARIOS, SHIPPED_CONFIG, evaluate_suite
 
 HST = "HST (hst-processor)"

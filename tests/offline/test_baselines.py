@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hst_processor.baselines import (
+from hst_processor.offline.baselines import (
     BASELINES,
     isolation_forest,
     river_hst,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from hst_processor.alerts import OPEN, RESOLVE
-from hst_processor.evaluate import machine_of
-from hst_processor.labels import FaultLabel
-from hst_processor.replay import Replay
+from hst_processor.offline.evaluate import machine_of
+from hst_processor.offline.labels import FaultLabel
+from hst_processor.offline.replay import Replay
+from hst_processor.times import utc_datetime
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,10 +35,6 @@ def fault_colours(labels: Sequence[FaultLabel]) -> dict[str, str]:
 def machines_in(result: Replay, machine_tag: str | None) -> set[str]:
     """The machines a replay with ``keep_records`` saw (what ``machines`` may choose from)."""
     return {machine_of(dict(record.series[1]), machine_tag) for record in result.records}
-
-
-def _time(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
 def build_figure(
@@ -65,7 +61,7 @@ def build_figure(
     for index, machine in enumerate(names):
         values_axis, score_axis = axes[2 * index], axes[2 * index + 1]
         rows = series[machine]
-        times = [_time(t) for t, _, _ in rows]
+        times = [utc_datetime(t) for t, _, _ in rows]
         for field in fields or sorted(rows[0][2]):
             values_axis.plot(
                 times, [f.get(field, float("nan")) for _, _, f in rows], lw=0.7, label=field
@@ -91,10 +87,12 @@ def build_figure(
             end = label.end_ns / 1e9 if label.end_ns is not None else last
             colour = colours[label.kind]
             for axis in (values_axis, score_axis):
-                axis.axvspan(_time(label.start_ns / 1e9), _time(end), color=colour, alpha=0.2)
+                axis.axvspan(
+                    utc_datetime(label.start_ns / 1e9), utc_datetime(end), color=colour, alpha=0.2
+                )
             values_axis.annotate(
                 label.kind,
-                (_time(label.start_ns / 1e9), 1.0),
+                (utc_datetime(label.start_ns / 1e9), 1.0),
                 xycoords=("data", "axes fraction"),
                 va="top",
                 fontsize="small",
@@ -105,7 +103,7 @@ def build_figure(
                 continue
             opened = event.kind == OPEN
             score_axis.plot(
-                [_time(event.time)],
+                [utc_datetime(event.time)],
                 [0.95],
                 marker="v" if opened else "^",
                 color="red" if opened else "green",

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from hst_processor.config import load_config
 from hst_processor.log import Log
-from hst_processor.replay import replay
+from hst_processor.offline.replay import replay
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "hst-processor.yaml"
 
 
@@ -95,7 +95,7 @@ def test_replay_collects_alerts_and_records_without_sending_anything(tmp_path: P
 
 
 def test_a_progress_bar_only_on_a_terminal() -> None:
-    from hst_processor.replay import progress_bar
+    from hst_processor.offline.replay import progress_bar
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

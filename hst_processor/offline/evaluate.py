@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 
 from hst_processor.alerts import OPEN, AlertPolicy, AlertState
-from hst_processor.baselines import BASELINES, Flags
+from hst_processor.arrays import FloatArray
 from hst_processor.config import Config
 from hst_processor.context import source_of
 from hst_processor.detector import SeriesKey
-from hst_processor.labels import FaultLabel
 from hst_processor.log import Log
-from hst_processor.replay import Replay, Scored, replay
-from hst_processor.scaling import FloatArray
+from hst_processor.offline.baselines import BASELINES, Flags
+from hst_processor.offline.labels import FaultLabel
+from hst_processor.offline.replay import Replay, Scored, replay
 
 __all__ = [
     "Alarm",

@@ -1,14 +1,15 @@
 """Fault labels: the ground truth a labelled run leaves beside its metrics.
 
-The simulator writes them (``simulator.labels.LabelLog``); ``hst-processor evaluate`` reads
-them. A labels file is JSON lines: each fault is written when it starts (``end_ns`` null) and
-again, with its end, when it stops; the last record of an ``id`` wins. Windows are half-open,
-``[start_ns, end_ns)``, in the metrics' own nanoseconds.
+Whatever makes a labelled run writes them (the bundled simulator's ``simulator.labels.LabelLog``
+does); ``hst-processor evaluate`` and ``plot`` read them. A labels file is JSON lines: each
+fault is written when it starts (``end_ns`` null) and again, with its end, when it stops; the
+last record of an ``id`` wins. Windows are half-open, ``[start_ns, end_ns)``, in the metrics'
+own nanoseconds.
 
 >>> labels = parse_labels(
-...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "power", "start_ns": 5, '
+...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "x", "start_ns": 5, '
 ...     '"end_ns": null, "source": "api"}\\n'
-...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "power", "start_ns": 5, '
+...     '{"id": 1, "machine": "m1", "kind": "spike", "field": "x", "start_ns": 5, '
 ...     '"end_ns": 8, "source": "api"}\\n')
 >>> [(label.kind, label.start_ns, label.end_ns) for label in labels]
 [('spike', 5, 8)]
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FaultLabel", "epoch_ns", "iso_time", "parse_labels", "read_labels"]
+from hst_processor.times import iso_time
+
+__all__ = ["FaultLabel", "parse_labels", "read_labels"]
 
 
 @dataclass(frozen=True)
@@ -43,26 +45,6 @@ class FaultLabel:
         record["start"] = iso_time(self.start_ns)
         record["end"] = None if self.end_ns is None else iso_time(self.end_ns)
         return record
-
-
-def iso_time(time_ns: int) -> str:
-    """RFC 3339 in UTC with nanoseconds, the way InfluxDB prints times.
-
-    >>> iso_time(1_767_225_600_000_000_001)
-    '2026-01-01T00:00:00.000000001Z'
-    """
-    seconds, nanoseconds = divmod(time_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}Z"
-
-
-def epoch_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch of an aware time, exact to its microsecond.
-
-    >>> epoch_ns(datetime(2026, 1, 1, tzinfo=timezone.utc))
-    1767225600000000000
-    """
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 def parse_labels(text: str) -> list[FaultLabel]:

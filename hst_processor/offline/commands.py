@@ -1,4 +1,5 @@
-"""The offline commands behind the CLI: ``replay`` and ``evaluate`` (file in, report out)."""
+"""The offline commands behind the CLI: ``replay``, ``evaluate`` and ``plot`` (a file in, a report
+out)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import sys
 from contextlib import ExitStack
 from typing import TextIO
 
+from hst_processor.alerts import report_line
 from hst_processor.config import Config
-from hst_processor.labels import FaultLabel
+from hst_processor.errors import ExitCode
 from hst_processor.log import Log
+from hst_processor.offline.labels import FaultLabel
+from hst_processor.times import parse_time
 
 __all__ = ["run_evaluate", "run_plot", "run_replay"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _open_input(path: str) -> TextIO:
@@ -26,7 +28,7 @@ def _open_input(path: str) -> TextIO:
 
 
 def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
-    from hst_processor.replay import progress_bar, replay
+    from hst_processor.offline.replay import progress_bar, replay
 
     with ExitStack() as stack:
         try:
@@ -38,7 +40,7 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
             )
         except OSError as error:
             log.error(f"replay: cannot open {error.filename}: {error.strerror}")
-            return EXIT_FAILED
+            return ExitCode.FAILED
         size = os.fstat(source.fileno()).st_size if path != "-" else 0
         result = replay(
             config, source, sink or sys.stdout, log, progress=progress_bar(size) if size else None
@@ -53,14 +55,12 @@ def run_replay(config: Config, path: str, output: str | None, log: Log) -> int:
             file=report,
         )
     for event in result.openings:
-        reasons = "; ".join(f"{r.name} = {r.value:g}" for r in event.reasons)
-        print(f"alert {event.machine} at {_utc(event.time)}: score {event.score:.2f} {reasons}",
-              file=report)  # fmt: skip
-    return EXIT_OK
+        print(report_line(event), file=report)
+    return ExitCode.OK
 
 
 def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
-    from hst_processor.evaluate import evaluate_file, format_table, suggest_threshold
+    from hst_processor.offline.evaluate import evaluate_file, format_table, suggest_threshold
 
     loaded = _load("evaluate", args.file, args.labels, log)
     if isinstance(loaded, int):
@@ -70,15 +70,15 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
         thresholds = [float(t) for t in args.sweep.split(",")] if args.sweep else []
     except ValueError:
         log.error(f"evaluate: --sweep takes thresholds like 0.4,0.5,0.6, not {args.sweep!r}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         start_ns = parse_time(args.start) if args.start else None
     except ValueError:
         log.error(f"evaluate: --start takes an RFC 3339 time or nanoseconds, not {args.start!r}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if args.skip < 0:
         log.error(f"evaluate: --skip takes a number of metrics, not {args.skip}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     results, sweep = evaluate_file(
         text,
         labels,
@@ -104,7 +104,7 @@ def run_evaluate(config: Config, args: argparse.Namespace, log: Log) -> int:
         print(json.dumps(document, indent=2))
     else:
         print(format_table(results, sweep, args.max_false_alerts))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
@@ -113,10 +113,10 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
         import matplotlib.figure  # noqa: F401
     except ImportError:
         log.error("plot needs matplotlib: pip install 'hst-processor[plot]'")
-        return EXIT_USAGE
-    from hst_processor.evaluate import machine_tag_of
-    from hst_processor.plot import build_figure, machines_in
-    from hst_processor.replay import replay
+        return ExitCode.USAGE
+    from hst_processor.offline.evaluate import machine_tag_of
+    from hst_processor.offline.plot import build_figure, machines_in
+    from hst_processor.offline.replay import replay
 
     loaded = _load("plot", args.file, args.labels, log)
     if isinstance(loaded, int):
@@ -125,7 +125,7 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
     result = replay(config, io.StringIO(text), None, Log(io.StringIO()), keep_records=True)
     if not result.records:
         log.error(f"plot: {args.file} has no metric the config scores")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     machines = args.machines.split(",") if args.machines else []
     present = machines_in(result, machine_tag_of(config))
     if machines and not present.intersection(machines):
@@ -133,7 +133,7 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
             f"plot: --machines {args.machines} matches no machine in {args.file} "
             f"(it has {', '.join(sorted(present))})"
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     figure = build_figure(
         result,
         labels,
@@ -146,34 +146,16 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
         figure.savefig(args.output, dpi=110)
     except OSError as error:
         log.error(f"plot: cannot write {args.output}: {error.strerror}")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     log.info(f"plot: wrote {args.output}")
-    return EXIT_OK
-
-
-def parse_time(text: str) -> int:
-    """Nanoseconds since the epoch from digits or an RFC 3339 time (``Z`` or an offset).
-
-    >>> parse_time("2026-01-01T00:00:00Z"), parse_time("1767225600000000000")
-    (1767225600000000000, 1767225600000000000)
-    """
-    from datetime import datetime
-
-    from hst_processor.labels import epoch_ns
-
-    if text.isdigit():
-        return int(text)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone")
-    return epoch_ns(moment)
+    return ExitCode.OK
 
 
 def _load(
     command: str, path: str, labels_path: str | None, log: Log
 ) -> tuple[list[FaultLabel], str] | int:
     """The labels (none without a path) and the file's text, or the exit code of a failure."""
-    from hst_processor.labels import read_labels
+    from hst_processor.offline.labels import read_labels
 
     try:
         labels = read_labels(labels_path) if labels_path else []
@@ -181,13 +163,7 @@ def _load(
             return labels, source.read()
     except OSError as error:
         log.error(f"{command}: cannot read {error.filename}: {error.strerror}")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except ValueError as error:
         log.error(f"{command}: {labels_path}: {error}")
-        return EXIT_USAGE
-
-
-def _utc(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return f"{datetime.fromtimestamp(seconds, tz=timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+        return ExitCode.USAGE

@@ -11,11 +11,11 @@ from pathlib import Path
 from matplotlib.patches import Rectangle
 
 from hst_processor.config import load_config
-from hst_processor.labels import read_labels
 from hst_processor.log import Log
-from hst_processor.plot import build_figure
-from hst_processor.replay import replay
-from tests.test_replay import CONFIG, simulated
+from hst_processor.offline.labels import read_labels
+from hst_processor.offline.plot import build_figure
+from hst_processor.offline.replay import replay
+from tests.offline.test_replay import CONFIG, simulated
 
 
 def test_the_figure_shows_each_machine_its_faults_and_its_alerts(tmp_path: Path) -> None:

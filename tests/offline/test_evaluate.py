@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hst_processor.evaluate import (
+from hst_processor.offline.evaluate import (
     Alarm,
     Evaluation,
     KindResult,
@@ -18,8 +18,8 @@ from hst_processor.evaluate import (
     evaluate_alarms,
     suggest_threshold,
 )
-from hst_processor.labels import FaultLabel
-from tests.test_replay import CONFIG, simulated
+from hst_processor.offline.labels import FaultLabel
+from tests.offline.test_replay import CONFIG, simulated
 
 NS = 1_000_000_000
 

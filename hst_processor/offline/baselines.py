@@ -15,14 +15,12 @@ A baseline whose library is not installed raises ``ImportError`` and is left out
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hst_processor.scaling import FloatArray
-
-BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
+from hst_processor.arrays import BoolArray, FloatArray
 
 __all__ = [
     "BASELINES",
