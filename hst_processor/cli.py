@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("file", metavar="FILE", help="line protocol of a labelled run")
     evaluate.add_argument(
-        "--labels", required=True, help="fault windows, JSON lines (the simulator writes them)"
+        "--labels",
+        required=True,
+        help="labelled windows, JSON lines: machine, kind, field, start_ns, end_ns",
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
     evaluate.add_argument(
@@ -104,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "plot", help="draw fields, scores, labelled faults and alerts per machine (matplotlib)"
     )
     plot.add_argument("file", metavar="FILE", help="line protocol")
-    plot.add_argument("--labels", help="the simulator's labels, to shade the fault windows")
+    plot.add_argument("--labels", help="labelled windows (JSON lines), to shade them")
     plot.add_argument("-o", "--output", required=True, metavar="PNG", help="image to write")
     plot.add_argument("--machines", metavar="M1,M2", help="only these machines")
     return parser

@@ -55,7 +55,7 @@ from hst_processor.errors import HstProcessorError
 from hst_processor.lineproto import is_numeric
 from hst_processor.log import Log
 from hst_processor.rarity import RarityState
-from hst_processor.times import utc_text
+from hst_processor.times import file_stamp, utc_text
 
 __all__ = [
     "FORMAT",
@@ -685,7 +685,7 @@ class StateStore:
     def _set_aside(self, detector: Detector, reason: str) -> None:
         """Start fresh from an unusable file, kept beside it for a person to look at."""
         detector.forget_all()  # anything a failed restore left behind
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{file_stamp(time.time())}")
         try:
             os.replace(self.path, aside)
             kept = f"kept as {aside.name}"

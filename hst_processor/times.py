@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-__all__ = ["epoch_ns", "iso_time", "parse_time", "utc_datetime", "utc_text"]
+__all__ = ["epoch_ns", "file_stamp", "iso_time", "parse_time", "utc_datetime", "utc_text"]
 
 
 def utc_datetime(seconds: float) -> datetime:
@@ -36,6 +36,15 @@ def utc_text(seconds: float) -> str:
         return f"{utc_datetime(seconds):%Y-%m-%d %H:%M:%S} UTC"
     except (OverflowError, OSError, ValueError):
         return f"{seconds!r} s after 1970"
+
+
+def file_stamp(seconds: float) -> str:
+    """A moment as part of a file name, in UTC (``20260101T000000Z``): sorts as it happened.
+
+    >>> file_stamp(1_767_225_600.0)
+    '20260101T000000Z'
+    """
+    return f"{utc_datetime(seconds):%Y%m%dT%H%M%S}Z"
 
 
 def iso_time(time_ns: int) -> str:
