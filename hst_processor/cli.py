@@ -217,6 +217,7 @@ def _run(
     state_file: str,
     stop: StopSignals | None,
 ) -> int:
+    from hst_processor.detector import Detector
     from hst_processor.notify import build_notifier
     from hst_processor.processor import Processor, serve
     from hst_processor.state import StateStore
@@ -226,13 +227,17 @@ def _run(
         log.warn("state is kept only with the built-in engine (model.engine: hst); not persisting")
     elif state_file:
         state = StateStore(state_file, config.state.interval, log)
+    notifier = build_notifier(config.alerts, os.environ, log)
     try:
-        processor = Processor(
-            config, log, notifier=build_notifier(config.alerts, os.environ, log), state=state
-        )
+        detector = Detector(config, log, notify=notifier.enqueue if notifier is not None else None)
+        # The I/O of a start: the lock, and the snapshot read into the detector.
+        restored = state.start(detector) if state is not None else 0
     except ImportError as error:  # engine: river without river installed
         log.error(f"config error: model.engine: {config.model.engine} is not available ({error})")
         return ExitCode.USAGE
+    processor = Processor(
+        config, log, detector=detector, notifier=notifier, state=state, restored=restored
+    )
     # A library warning printed as-is would reach Telegraf without a level prefix.
     warnings.showwarning = lambda message, category, *_args, **_kwargs: log.warn_repeated(
         f"python:{category.__name__}", f"{category.__name__}: {message}"

@@ -88,13 +88,17 @@ class Processor:
         notifier: Notifier | None = None,
         state: StateStore | None = None,
         observer: Callable[[Metric, Verdict], None] | None = None,
+        restored: int = 0,
     ) -> None:
+        """``state`` is where saves go (already started, its snapshot restored into
+        ``detector`` by the caller); ``restored`` is how many metrics that snapshot had seen.
+        Nothing here touches a file: the processor is text in, text out."""
         self.config = config
         self._observer = observer  # offline tools (replay, evaluate) see every verdict
         self.log = log
         self.notifier = notifier
         self.state = state
-        self._restored = 0  # metrics the restored snapshot had seen
+        self._restored = restored  # metrics the restored snapshot had seen
         self.detector = detector or Detector(
             config, log, notify=notifier.enqueue if notifier is not None else None
         )
@@ -110,8 +114,6 @@ class Processor:
         self._feature_prefix = (
             f",{escape_field_key(output.feature_field)}=" if output.feature_field else ""
         )
-        if state is not None:
-            self._restored = state.start(self.detector)
 
     @property
     def stalled(self) -> bool:
