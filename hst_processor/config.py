@@ -32,6 +32,7 @@ from hst_processor.errors import ConfigError
 from hst_processor.lineproto import is_numeric
 
 __all__ = [
+    "MODEL_RANGES",
     "AlertsConfig",
     "Config",
     "DetectionConfig",
@@ -323,18 +324,26 @@ def _parse_expanded(document: dict[str, Any]) -> Config:
     return config
 
 
+MODEL_RANGES: dict[str, tuple[int, int]] = {
+    "n_trees": (1, 1000),
+    "height": (1, 20),
+    "window_size": (2, 1_000_000),
+    "seed": (0, 2**63 - 1),
+}
+"""The integer model options and the ranges they may take (a snapshot's model is held to
+the same ranges)."""
+
+
 def _model(section: Any) -> ModelConfig:
     _require_mapping(section, "model")
     _reject_unknown(section, ModelConfig, "model")
+    engine = _choice(section, "engine", ModelConfig.engine, ENGINES, "model")
+    sizes = {
+        name: _integer(section, name, getattr(ModelConfig, name), low, high, "model")
+        for name, (low, high) in MODEL_RANGES.items()
+    }
     return ModelConfig(
-        engine=_choice(section, "engine", ModelConfig.engine, ENGINES, "model"),
-        n_trees=_integer(section, "n_trees", ModelConfig.n_trees, 1, 1000, "model"),
-        height=_integer(section, "height", ModelConfig.height, 1, 20, "model"),
-        window_size=_integer(
-            section, "window_size", ModelConfig.window_size, 2, 1_000_000, "model"
-        ),
-        seed=_integer(section, "seed", ModelConfig.seed, 0, 2**63 - 1, "model"),
-        features=_names(section, "features", default=(), prefix="model"),
+        engine=engine, features=_names(section, "features", default=(), prefix="model"), **sizes
     )
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "SAVED_MATRICES",
     "SAVED_VECTORS",
     "ContextFeatures",
+    "coefficient_width",
     "context_names",
     "source_of",
     "unsquash",
@@ -91,6 +92,12 @@ MAX_RESIDUAL_FIELDS = 64
 """Beyond this many fields a series gets deviations only: the residuals' fit costs the fourth
 power of the field count and their coefficients its square (1,000 fields: minutes of fit on
 the metric path and 8 MB per series)."""
+
+
+def coefficient_width(width: int) -> int:
+    """Rows (and columns) of a series' fit coefficients: one per field, none when the series
+    is too wide for residuals (a single field keeps its one unused row, as snapshots have it)."""
+    return width if width <= MAX_RESIDUAL_FIELDS else 0
 
 
 def _kinds(width: int) -> tuple[str, ...]:
@@ -170,8 +177,7 @@ class ContextFeatures:
         self.mean = np.zeros(width)
         self.spread = np.ones(width)
         self.kinds = _kinds(width)
-        # Column i predicts field i (none when the series is too wide for residuals).
-        fitted_width = width if width <= MAX_RESIDUAL_FIELDS else 0
+        fitted_width = coefficient_width(width)  # column i predicts field i
         self.coefficients = np.zeros((fitted_width, fitted_width))
         self.residual_spread = np.ones(width)
 

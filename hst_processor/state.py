@@ -43,11 +43,11 @@ import msgpack
 import numpy as np
 
 from hst_processor.alerts import AlertState
-from hst_processor.config import MIB, Config
+from hst_processor.config import MIB, MODEL_RANGES, Config
 from hst_processor.context import (
-    MAX_RESIDUAL_FIELDS,
     SAVED_MATRICES,
     SAVED_VECTORS,
+    coefficient_width,
     context_names,
 )
 from hst_processor.detector import Detector
@@ -165,12 +165,7 @@ def parse(data: bytes) -> dict[str, Any]:
 
 _TOP = {"format", "version", "saved_at", "processed", "model", "series"}
 # The model section, with the ranges config.py accepts.
-_MODEL = {
-    "n_trees": (1, 1000),
-    "height": (1, 20),
-    "window_size": (2, 1_000_000),
-    "seed": (0, 2**63 - 1),
-}
+_MODEL = MODEL_RANGES
 _SERIES = {
     *("measurement", "tags", "features", "scaling", "last_values", "low", "high"),
     *("warmup_rows", "anomalous_run", "complete", "alert", "last_seen", "masses"),
@@ -333,7 +328,7 @@ def _context(saved: Any, where: str, inputs: list[str], features: list[str], win
     )
     for name in SAVED_VECTORS:
         _numbers(arrays[name], f"{where}.arrays.{name}", width)
-    fitted_width = width if width <= MAX_RESIDUAL_FIELDS else 0  # none when too wide
+    fitted_width = coefficient_width(width)
     for name in SAVED_MATRICES:
         rows = _list(arrays[name], f"{where}.arrays.{name}", fitted_width)
         for position, row in enumerate(rows):
