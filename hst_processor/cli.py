@@ -218,13 +218,17 @@ def _run(
     stop: StopSignals | None,
 ) -> int:
     from hst_processor.detector import Detector
+    from hst_processor.engine import engine_persists
     from hst_processor.notify import build_notifier
     from hst_processor.processor import Processor, serve
     from hst_processor.state import StateStore
 
     state = None
-    if state_file and config.model.engine != "hst":
-        log.warn("state is kept only with the built-in engine (model.engine: hst); not persisting")
+    if state_file and not engine_persists(config.model.engine):
+        log.warn(
+            f"model.engine: {config.model.engine} cannot keep its models in a state file "
+            "(the built-in hst can); not persisting"
+        )
     elif state_file:
         state = StateStore(state_file, config.state.interval, log)
     notifier = build_notifier(config.alerts, os.environ, log)

@@ -32,6 +32,7 @@ __all__ = [
     "RiverEngine",
     "RiverModel",
     "WindowMasses",
+    "engine_persists",
     "make_engine",
 ]
 
@@ -126,6 +127,13 @@ def make_engine(
     if name == "river":
         return EngineParts.of(RiverEngine(features, n_trees, height, window_size, seed))
     return EngineParts.of(Forest(tree_structure(n_trees, height, seed, features), window_size))
+
+
+def engine_persists(name: str) -> bool:
+    """Whether the engine ``model.engine`` names can keep its masses in a snapshot, checked
+    at start on the class (``Persistent``), so the command can say so before any metric."""
+    engine_class = RiverEngine if name == "river" else Forest
+    return issubclass(engine_class, Persistent)
 
 
 class RiverModel:

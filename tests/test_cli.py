@@ -180,3 +180,15 @@ def test_a_config_that_is_not_text_or_too_deep_is_a_config_error(
     result = subprocess.run([script, "check-config", str(config)], capture_output=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith(b"E! config error: ") and reason in result.stderr
+
+
+def test_a_state_file_with_an_engine_that_cannot_keep_one_is_refused_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "river.yaml"
+    config.write_text("model:\n  engine: river\n")
+    state = tmp_path / "state.msgpack"
+    code, out, err = run(["--config", str(config), "--state-file", str(state)], b"m,id=a x=1 1\n")
+    assert code == 0 and out.startswith(b"m,anomaly=warmup,id=a x=1 1")
+    assert "model.engine: river cannot keep its models in a state file" in err
+    assert not state.exists()

@@ -9,7 +9,13 @@ import pytest
 import hst_processor.engine
 import hst_processor.forest
 import hst_processor.trees
-from hst_processor.engine import EngineParts, Explaining, Persistent, make_engine
+from hst_processor.engine import (
+    EngineParts,
+    Explaining,
+    Persistent,
+    engine_persists,
+    make_engine,
+)
 from hst_processor.forest import Forest, isolated_total
 from hst_processor.trees import node_count
 
@@ -51,3 +57,10 @@ def test_the_river_engine_has_the_same_totals_and_no_optional_parts() -> None:
         hst.isolated_total,
     )
     assert parts.explainer is None and parts.persistence is None
+
+
+def test_whether_an_engine_persists_is_known_from_its_name_and_matches_its_parts() -> None:
+    for name in ("hst", "river"):
+        parts = make_engine(name, ("a",), 2, 2, 4, 0)
+        assert engine_persists(name) == (parts.persistence is not None)
+    assert engine_persists("hst") and not engine_persists("river")
