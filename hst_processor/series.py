@@ -6,10 +6,11 @@ stages of the per-metric path, in the order a metric meets them:
 ========================  ==========================================  ======================
 stage                     state                                       module
 ========================  ==========================================  ======================
-fields read               ``last_values``, ``complete``               :mod:`.detector`
-features                  ``context`` or ``derived``                  :mod:`.context`,
+fields read               ``fields`` (last values)                    :mod:`.fields`
+features                  ``context`` or ``derived``                  :mod:`.features`,
+                                                                      :mod:`.context`,
                                                                       :mod:`.derived`
-scaling                   ``low``, ``high``, ``warmup_rows``          :mod:`.scaling`
+scaling                   ``scaling`` (limits or warm-up rows)        :mod:`.scaling`
 model                     ``masses`` (the engine's)                   :mod:`.engine`
 calibration               ``rarity`` (landmarks keep none)            :mod:`.calibration`
 decision and episode      ``episode``                                 :mod:`.decision`
@@ -33,19 +34,23 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from hst_processor.alerts import AlertState
 from hst_processor.context import ContextFeatures
 from hst_processor.decision import EpisodeState, GateState
 from hst_processor.derived import DerivedState
 from hst_processor.engine import Persistent, WindowMasses
-from hst_processor.forest import FloatArray
+from hst_processor.fields import LastValues
+from hst_processor.lineproto import Metric
 from hst_processor.rarity import RarityState
+from hst_processor.scaling import Scaling
 
-__all__ = ["Series", "SeriesKey", "describe_series", "key_bytes", "series_key_of"]
+__all__ = ["Series", "SeriesKey", "SeriesKeys", "describe_series", "key_bytes", "series_key_of"]
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+# The lookup cache from a metric's series text to its key: bounded in entries and in text.
+_KEY_CACHE_LIMIT = 100_000
+_KEY_CACHE_TEXT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -53,12 +58,9 @@ class Series:
     key: SeriesKey
     features: tuple[str, ...]  # what the model sees, sorted (river builds its trees so)
     masses: WindowMasses  # made by, and only ever given to, the engine of ``features``
-    last_values: list[float | None]  # one per field in ``inputs``
-    low: FloatArray | None = None
-    high: FloatArray | None = None
-    warmup_rows: list[list[float]] = field(default_factory=list)
+    fields: LastValues  # one per field in ``inputs``
+    scaling: Scaling = field(default_factory=Scaling)
     gate: GateState = field(default_factory=GateState)  # the learn gate's run of anomalies
-    complete: bool = False  # every feature has been seen at least once
     alert: AlertState = field(default_factory=AlertState)
     last_seen: int | None = None  # timestamp of the series' last metric, in nanoseconds
     derived: DerivedState | None = None  # running state of the derived features, if any
@@ -75,17 +77,17 @@ class Series:
     def export(self, persistence: Persistent[Any]) -> dict[str, Any]:
         """Plain data for the snapshot's series entry (all but the configuration's part)."""
         measurement, tags = self.key
+        read = self.fields.export()
         return {
             "measurement": measurement,
             "tags": [list(pair) for pair in tags],
             "features": list(self.features),
             "inputs": list(self.inputs),
-            "last_values": self.last_values,
-            "low": None if self.low is None else self.low.tolist(),
-            "high": None if self.high is None else self.high.tolist(),
-            "warmup_rows": self.warmup_rows,
+            # Each stage's part, in the order snapshots have always had them.
+            "last_values": read["last_values"],
+            **self.scaling.export(),
             "anomalous_run": self.gate.anomalous_run,
-            "complete": self.complete,
+            "complete": read["complete"],
             "alert": asdict(self.alert),
             "last_seen": self.last_seen,
             "derived": None if self.derived is None else self.derived.export(),
@@ -99,11 +101,8 @@ class Series:
         """Load what :meth:`export` wrote into this series, built fresh for the same features
         (its masses already imported). A stage the configuration no longer has stays empty;
         a calibration the snapshot did not keep (another one was configured) starts afresh."""
-        self.last_values = list(saved["last_values"])
-        self.complete = bool(saved["complete"])
-        self.low = None if saved["low"] is None else np.array(saved["low"], dtype=np.float64)
-        self.high = None if saved["high"] is None else np.array(saved["high"], dtype=np.float64)
-        self.warmup_rows = [list(row) for row in saved["warmup_rows"]]
+        self.fields = LastValues.restore(saved)
+        self.scaling = Scaling.restore(saved)
         self.gate = GateState(int(saved["anomalous_run"]))
         self.alert = AlertState(**saved["alert"])
         self.last_seen = saved["last_seen"]
@@ -131,3 +130,39 @@ def key_bytes(key: SeriesKey) -> int:
 def describe_series(key: SeriesKey) -> str:
     measurement, tags = key
     return measurement + "".join(f",{k}={v}" for k, v in tags)
+
+
+class SeriesKeys:
+    """The series a metric belongs to: its measurement and ``group_by`` tag values (all its
+    tags but ours when ``group_by`` is unset).
+
+    The key is a function of the text before the fields, which repeats for every metric of a
+    series, so it is looked up by that text in a cache bounded in entries and in characters;
+    a text longer than ``max_text`` (a key too long to be modelled) is not kept.
+    """
+
+    def __init__(self, group_by: tuple[str, ...] | None, own_tag: str, max_text: int) -> None:
+        self.group_by = group_by
+        self.own_tag = own_tag
+        self.max_text = max_text
+        self.cache: dict[str, SeriesKey] = {}
+        self._cached_text = 0  # characters of series text in ``cache``
+
+    def key_of(self, metric: Metric) -> SeriesKey:
+        series_text = metric.text[: metric.series_end]
+        key = self.cache.get(series_text)
+        if key is None:
+            if self.group_by is None:
+                own_tag = self.own_tag
+                tags = tuple(sorted((k, v) for k, v in metric.tags.items() if k != own_tag))
+            else:
+                tags = tuple((name, metric.tags.get(name, "")) for name in self.group_by)
+            key = (metric.measurement, tags)
+            if len(series_text) > self.max_text:
+                return key
+            if len(self.cache) >= _KEY_CACHE_LIMIT or self._cached_text >= _KEY_CACHE_TEXT:
+                self.cache.clear()
+                self._cached_text = 0
+            self.cache[series_text] = key
+            self._cached_text += len(series_text)
+        return key

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from hst_processor.config import parse_config
-from hst_processor.detector import CHUNK_METRICS, MIN_KEPT_ENGINES, Detector, Verdict
+from hst_processor.detector import CHUNK_METRICS, Detector, Verdict
 from hst_processor.lineproto import Metric, parse_metric
 from hst_processor.log import Log
+from hst_processor.registry import MIN_KEPT_ENGINES
 
 FEATURES = ["load", "power"]
 
@@ -174,8 +175,9 @@ def test_learned_scaling_freezes_limits_after_warmup() -> None:
     rng = random.Random(8)
     verdicts = run(detector, [normal_metric(rng) for _ in range(120)])
     (series,) = detector.series.values()
-    assert series.low is not None and series.high is not None
-    assert series.low[0] < 60 and series.high[0] > 90
+    low, high = series.scaling.low, series.scaling.high
+    assert low is not None and high is not None
+    assert low[0] < 60 and high[0] > 90
     assert all(v is not None and v.score is None for v in verdicts[:50])
     assert all(v is not None and v.tag_value == "false" for v in verdicts[100:])
     fault = run(detector, [fault_metric()])[0]
@@ -303,7 +305,7 @@ def test_a_series_key_longer_than_the_limit_is_not_modelled() -> None:
     assert list(detector.series) == [("m", (("id", "a"),))]
     assert detector.counters.key_too_long == 3
     assert stderr.getvalue().count("longer than limits.max_key_bytes=100") == 1  # counted
-    assert all(long_id not in text for text in detector._keys)  # nor kept in the lookup cache
+    assert all(long_id not in text for text in detector.keys.cache)  # nor kept in the lookup cache
 
 
 def test_series_are_bounded_by_their_bytes_as_well_as_their_count() -> None:
@@ -311,8 +313,9 @@ def test_series_are_bounded_by_their_bytes_as_well_as_their_count() -> None:
     detector, stderr = make_detector(limits={"memory_mb": 16}, max_series=10_000)
     tags = "k" * 1000
     run(detector, [parse_metric(f"m,id={tags}{i} load=1,power=2 1") for i in range(1500)])
-    one = detector.footprint_of(("m", (("id", tags + "0000"),)), 2, 2)
-    assert detector.footprint <= 16 << 20 < detector.footprint + one  # full, within the bound
+    one = detector.table.footprint_of(("m", (("id", tags + "0000"),)), 2, 2)
+    footprint = detector.table.footprint
+    assert footprint <= 16 << 20 < footprint + one  # full, within the bound
     assert 0 < len(detector.series) < 1500
     assert detector.counters.evicted == 1500 - len(detector.series)
     assert "W! limits.memory_mb=16 reached: forgot the least recently seen series" in (
@@ -329,4 +332,4 @@ def test_the_trees_of_field_sets_no_series_has_any_more_are_let_go() -> None:
     # Every metric brought a field set of its own; only the live series' sets keep trees,
     # plus at most a slice's worth between sweeps, whatever the stream's length.
     assert len(detector.series) == 10
-    assert len(detector._engines) <= 2 * max(MIN_KEPT_ENGINES, 10) + CHUNK_METRICS
+    assert len(detector.table.engines) <= 2 * max(MIN_KEPT_ENGINES, 10) + CHUNK_METRICS

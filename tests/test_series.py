@@ -10,7 +10,7 @@ import msgpack
 
 import hst_processor.series
 from hst_processor.lineproto import Metric, parse_metric
-from hst_processor.series import series_key_of
+from hst_processor.series import SeriesKeys, series_key_of
 from tests.test_detector import make_detector
 
 
@@ -64,4 +64,30 @@ def test_forget_all_leaves_an_empty_detector() -> None:
     detector, _ = make_detector()
     detector.process(metrics(random.Random(13), "ab", 50))
     detector.forget_all()
-    assert not detector.series and detector.footprint == 0
+    assert not detector.series and detector.table.footprint == 0
+
+
+def test_a_key_is_the_measurement_and_the_group_by_values_absent_ones_empty() -> None:
+    keys = SeriesKeys(("id", "site"), "anomaly", 4096)
+    assert keys.key_of(_metric("m,id=a,zone=1 x=1 1")) == ("m", (("id", "a"), ("site", "")))
+    assert keys.key_of(_metric("m,id=a,zone=2 x=1 1")) == ("m", (("id", "a"), ("site", "")))
+
+
+def test_without_group_by_every_tag_but_ours_makes_the_key() -> None:
+    keys = SeriesKeys(None, "anomaly", 4096)
+    assert keys.key_of(_metric("m,b=2,anomaly=true,a=1 x=1 1")) == ("m", (("a", "1"), ("b", "2")))
+
+
+def test_the_lookup_cache_keeps_no_text_longer_than_a_modelled_key() -> None:
+    keys = SeriesKeys(("id",), "anomaly", 100)
+    short, long = _metric("m,id=a x=1 1"), _metric(f"m,id={'x' * 200} x=1 1")
+    assert keys.key_of(long) == ("m", (("id", "x" * 200),))
+    keys.key_of(short)
+    assert list(keys.cache) == ["m,id=a"]
+    assert keys.key_of(short) is keys.key_of(short)  # looked up, not built again
+
+
+def _metric(line: str) -> Metric:
+    metric = parse_metric(line)
+    assert metric is not None
+    return metric

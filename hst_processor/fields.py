@@ -1,0 +1,71 @@
+"""Reading a metric's fields into a row: the first stage of the per-metric path.
+
+A series reads a fixed, sorted list of fields (its ``inputs``). A metric need not carry all of
+them (Telegraf merges and splits metrics freely): a missing field, or one that is not a number,
+takes its last known value, and until every field has been seen once there is no row to score.
+:class:`LastValues` is one series' slice of this stage.
+
+>>> values = LastValues.of(2)
+>>> values.read({"load": 0.5}, ("load", "temp"), print) is None  # temp never seen
+True
+>>> values.read({"temp": 40, "load": 0.7}, ("load", "temp"), print)
+[0.7, 40.0]
+>>> values.read({"temp": "hot"}, ("load", "temp"), lambda name, value: print(name, value))
+temp hot
+[0.7, 40.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hst_processor.lineproto import is_numeric
+
+__all__ = ["LastValues", "NonNumeric"]
+
+NonNumeric = Callable[[str, Any], None]  # told the field and value that is not a number
+
+
+@dataclass
+class LastValues:
+    """The last known value of each field a series reads (``None``: never seen)."""
+
+    values: list[float | None]
+    complete: bool = False  # every field has been seen at least once
+
+    @classmethod
+    def of(cls, count: int) -> LastValues:
+        return cls([None] * count)
+
+    def read(
+        self, fields: Mapping[str, Any], inputs: Sequence[str], on_non_numeric: NonNumeric
+    ) -> list[float] | None:
+        """The row of ``inputs`` for a metric's ``fields``, missing ones carried forward;
+        ``None`` while some field has never been seen."""
+        values = self.values
+        for position, name in enumerate(inputs):
+            value = fields.get(name)
+            if value.__class__ is float:  # the common case first: it is most of the work
+                values[position] = value
+            elif value is None:
+                continue
+            elif is_numeric(value):
+                values[position] = float(value)
+            else:
+                on_non_numeric(name, value)
+        if not self.complete:
+            if any(value is None for value in values):
+                return None
+            self.complete = True
+        return values.copy()  # type: ignore[return-value]
+
+    def export(self) -> dict[str, Any]:
+        """Plain data for the snapshot's series entry."""
+        return {"last_values": self.values, "complete": self.complete}
+
+    @classmethod
+    def restore(cls, saved: Mapping[str, Any]) -> LastValues:
+        """The values :meth:`export` wrote (the snapshot's check has vetted their shape)."""
+        return cls(list(saved["last_values"]), bool(saved["complete"]))
