@@ -318,15 +318,15 @@ class Detector:
     def _read(self, series: Series, metric: Metric) -> list[float] | None:
         """The metric's row of fields (see :class:`~hst_processor.fields.LastValues`)."""
         series.last_seen = metric.timestamp
-        return series.fields.read(metric.fields, series.inputs, partial(self._non_numeric, series))
-
-    def _non_numeric(self, series: Series, name: str, value: object) -> None:
-        self.counters.non_numeric += 1
-        self.log.warn_repeated(
-            f"non-numeric:{name}",
-            f"field {name!r} of {describe_series(series.key)} is not a number "
-            f"({type(value).__name__}); using its last known value",
-        )
+        row = series.fields.read(metric.fields, series.inputs)
+        for name, value in series.fields.rejected:
+            self.counters.non_numeric += 1
+            self.log.warn_repeated(
+                f"non-numeric:{name}",
+                f"field {name!r} of {describe_series(series.key)} is not a number "
+                f"({type(value).__name__}); using its last known value",
+            )
+        return row
 
     # -- scoring -----------------------------------------------------------------------------
 

@@ -6,26 +6,23 @@ takes its last known value, and until every field has been seen once there is no
 :class:`LastValues` is one series' slice of this stage.
 
 >>> values = LastValues.of(2)
->>> values.read({"load": 0.5}, ("load", "temp"), print) is None  # temp never seen
+>>> values.read({"load": 0.5}, ("load", "temp")) is None  # temp never seen
 True
->>> values.read({"temp": 40, "load": 0.7}, ("load", "temp"), print)
+>>> values.read({"temp": 40, "load": 0.7}, ("load", "temp"))
 [0.7, 40.0]
->>> values.read({"temp": "hot"}, ("load", "temp"), lambda name, value: print(name, value))
-temp hot
-[0.7, 40.0]
+>>> values.read({"temp": "hot"}, ("load", "temp")), values.rejected
+([0.7, 40.0], [('temp', 'hot')])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from hst_processor.lineproto import is_numeric
 
-__all__ = ["LastValues", "NonNumeric"]
-
-NonNumeric = Callable[[str, Any], None]  # told the field and value that is not a number
+__all__ = ["LastValues"]
 
 
 @dataclass
@@ -34,17 +31,20 @@ class LastValues:
 
     values: list[float | None]
     complete: bool = False  # every field has been seen at least once
+    # The fields of the last read that were not numbers, with their values (for a warning).
+    rejected: list[tuple[str, Any]] = field(default_factory=list, compare=False)
 
     @classmethod
     def of(cls, count: int) -> LastValues:
         return cls([None] * count)
 
-    def read(
-        self, fields: Mapping[str, Any], inputs: Sequence[str], on_non_numeric: NonNumeric
-    ) -> list[float] | None:
+    def read(self, fields: Mapping[str, Any], inputs: Sequence[str]) -> list[float] | None:
         """The row of ``inputs`` for a metric's ``fields``, missing ones carried forward;
-        ``None`` while some field has never been seen."""
+        ``None`` while some field has never been seen. Values that are not numbers are
+        carried forward too, and listed in :attr:`rejected` until the next read."""
         values = self.values
+        if self.rejected:
+            self.rejected = []
         for position, name in enumerate(inputs):
             value = fields.get(name)
             if value.__class__ is float:  # the common case first: it is most of the work
@@ -54,7 +54,7 @@ class LastValues:
             elif is_numeric(value):
                 values[position] = float(value)
             else:
-                on_non_numeric(name, value)
+                self.rejected.append((name, value))
         if not self.complete:
             if any(value is None for value in values):
                 return None

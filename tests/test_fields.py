@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-from typing import Any
 
 import hst_processor.fields
 from hst_processor.fields import LastValues
@@ -17,41 +16,34 @@ def test_the_examples_in_the_docstrings_hold() -> None:
 
 def test_no_row_until_every_field_was_seen_then_missing_ones_carry_forward() -> None:
     values = LastValues.of(len(INPUTS))
-    assert values.read({"load": 1.0, "power": 2.0}, INPUTS, _refuse) is None
+    assert values.read({"load": 1.0, "power": 2.0}, INPUTS) is None
     assert not values.complete
-    assert values.read({"temp": 3}, INPUTS, _refuse) == [1.0, 2.0, 3.0]
+    assert values.read({"temp": 3}, INPUTS) == [1.0, 2.0, 3.0]
     assert values.complete
-    assert values.read({"power": 5.5, "other": 9.0}, INPUTS, _refuse) == [1.0, 5.5, 3.0]
+    assert values.read({"power": 5.5, "other": 9.0}, INPUTS) == [1.0, 5.5, 3.0]
 
 
 def test_a_non_numeric_value_is_reported_and_the_last_known_value_kept() -> None:
     values = LastValues.of(len(INPUTS))
-    told: list[tuple[str, Any]] = []
-    values.read({"load": 1.0, "power": 2.0, "temp": 3.0}, INPUTS, _refuse)
-    row = values.read({"load": "high", "power": True, "temp": 4}, INPUTS, _note(told))
+    values.read({"load": 1.0, "power": 2.0, "temp": 3.0}, INPUTS)
+    row = values.read({"load": "high", "power": True, "temp": 4}, INPUTS)
     assert row == [1.0, 2.0, 4.0]  # neither a string nor a boolean is a number to the trees
-    assert told == [("load", "high"), ("power", True)]
+    assert values.rejected == [("load", "high"), ("power", True)]
+    values.read({"load": 5.0}, INPUTS)
+    assert values.rejected == []  # only the last read's
 
 
 def test_a_row_is_a_copy_the_caller_may_extend() -> None:
     values = LastValues.of(1)
-    row = values.read({"load": 1.0}, ("load",), _refuse)
+    row = values.read({"load": 1.0}, ("load",))
     assert row is not None
     row.append(99.0)
-    assert values.read({}, ("load",), _refuse) == [1.0]
+    assert values.read({}, ("load",)) == [1.0]
 
 
 def test_export_and_restore_round_trip_an_incomplete_series() -> None:
     values = LastValues.of(len(INPUTS))
-    values.read({"load": 1.0}, INPUTS, _refuse)
+    values.read({"load": 1.0}, INPUTS)
     restored = LastValues.restore(values.export())
     assert restored == values and not restored.complete
-    assert restored.read({"power": 2.0, "temp": 3.0}, INPUTS, _refuse) == [1.0, 2.0, 3.0]
-
-
-def _refuse(name: str, value: Any) -> None:
-    raise AssertionError(f"{name}={value!r} was taken for non-numeric")
-
-
-def _note(told: list[tuple[str, Any]]) -> Any:
-    return lambda name, value: told.append((name, value))
+    assert restored.read({"power": 2.0, "temp": 3.0}, INPUTS) == [1.0, 2.0, 3.0]
