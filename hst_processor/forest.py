@@ -386,17 +386,23 @@ class Forest:
         s = self.structure
         _, reference = masses.arrays()
         per_tree = reference.reshape(s.n_trees, self.n_leaves)
-        votes = [0] * len(s.features)
-        for tree, leaf in enumerate(self._leaves_one(point)):
-            for depth in range(1, s.height + 1):
-                span = 1 << (s.height - depth)
-                first = (leaf >> (s.height - depth)) * span
-                if per_tree[tree, first : first + span].sum() < self.size_limit:
-                    parent = ((leaf + self.n_leaves) >> (s.height - depth + 1)) - 1
-                    votes[s.flat_feature[tree * s.n_branches + parent]] += 1
-                    break
-        ranked = sorted(range(len(votes)), key=lambda f: -votes[f])
-        return [f for f in ranked if votes[f]]
+        leaves = np.array(self._leaves_one(point), dtype=np.intp)
+        # The reference mass of each node on each tree's path, depth 1 to the leaf, from the
+        # running sums of the tree's leaf counts (a node's mass is that of its leaves).
+        running = np.zeros((s.n_trees, self.n_leaves + 1), dtype=np.int64)
+        np.cumsum(per_tree, axis=1, out=running[:, 1:])
+        below = s.height - np.arange(1, s.height + 1)  # levels below each depth
+        first = (leaves[:, None] >> below) << below
+        trees = np.arange(s.n_trees)[:, None]
+        mass = running[trees, first + (1 << below)] - running[trees, first]
+        too_small = mass < self.size_limit
+        stopped = too_small.any(axis=1)
+        depth_index = too_small.argmax(axis=1)[stopped]  # the first node too small
+        parent = ((leaves[stopped] + self.n_leaves) >> (below[depth_index] + 1)) - 1
+        branch = np.flatnonzero(stopped) * s.n_branches + parent
+        votes = np.bincount(self._flat_split_feature[branch], minlength=len(s.features))
+        ranked = np.argsort(-votes, kind="stable")  # most votes first, ties by position
+        return [int(f) for f in ranked if votes[f]]
 
     def normal_box(self, masses: Masses) -> tuple[FloatArray, FloatArray]:
         """Per feature, the range the model treats as normal: in every tree, the span of the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,3 +150,41 @@ def test_small_batches_with_missing_features_equal_river(batch: int) -> None:
     for start in range(0, len(points), batch):
         got.extend(model.score_learn_many(points[start : start + batch]))
     assert got == expected
+
+
+def _explain_by_walking(forest: Forest, masses: Any, point: list[float]) -> list[int]:
+    """The explanation by its definition, one tree and one node at a time: in each tree, the
+    first node on the point's path whose reference mass is below the size limit; the split
+    just above it gets a vote; features ranked by votes, ties by position."""
+    s = forest.structure
+    _, reference = masses.arrays()
+    per_tree = reference.reshape(s.n_trees, forest.n_leaves)
+    votes = [0] * len(s.features)
+    for tree, leaf in enumerate(forest._leaves_one(point)):
+        for depth in range(1, s.height + 1):
+            span = 1 << (s.height - depth)
+            first = (leaf >> (s.height - depth)) * span
+            if per_tree[tree, first : first + span].sum() < forest.size_limit:
+                parent = ((leaf + forest.n_leaves) >> (s.height - depth + 1)) - 1
+                votes[s.flat_feature[tree * s.n_branches + parent]] += 1
+                break
+    ranked = sorted(range(len(votes)), key=lambda f: -votes[f])
+    return [f for f in ranked if votes[f]]
+
+
+@pytest.mark.parametrize(
+    ("n_trees", "height", "window", "width"),
+    [(25, 8, 250, 4), (10, 8, 250, 40), (3, 2, 10, 2), (1, 1, 2, 1), (10, 12, 1000, 3)],
+)
+def test_explanations_follow_their_definition_node_by_node(
+    n_trees: int, height: int, window: int, width: int
+) -> None:
+    names = tuple(f"f{i:03d}" for i in range(width))
+    forest = Forest(tree_structure(n_trees, height, 7, names), window)
+    masses = forest.new_masses()
+    rng = np.random.default_rng(width)
+    forest.learn_many(masses, rng.normal(0.5, 0.1, size=(3 * window, width)))
+    usual = rng.normal(0.5, 0.1, size=(100, width))
+    odd = rng.uniform(-0.5, 1.5, size=(100, width))
+    for point in np.concatenate([usual, odd]).tolist():
+        assert forest.explain(masses, point) == _explain_by_walking(forest, masses, point)
