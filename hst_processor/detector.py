@@ -164,8 +164,14 @@ class Detector:
             if metric is None or not self._is_scored(metric):
                 continue
             series = self._series_for(metric)
-            row = None if series is None else self._read(series, metric)
-            if series is None or row is None:
+            if series is None:
+                self.counters.not_scored += 1
+                continue
+            series.last_seen = metric.timestamp
+            row = series.fields.read(metric.fields, series.inputs)
+            if series.fields.rejected:
+                self._warn_non_numeric(series)
+            if row is None:  # a field not seen yet
                 self.counters.not_scored += 1
                 continue
             rows = self._features.rows(series, row)
@@ -315,10 +321,7 @@ class Detector:
         """What the trees see for a series whose fields read are ``raw`` (sorted)."""
         return self._features.features_for(raw)
 
-    def _read(self, series: Series, metric: Metric) -> list[float] | None:
-        """The metric's row of fields (see :class:`~hst_processor.fields.LastValues`)."""
-        series.last_seen = metric.timestamp
-        row = series.fields.read(metric.fields, series.inputs)
+    def _warn_non_numeric(self, series: Series) -> None:
         for name, value in series.fields.rejected:
             self.counters.non_numeric += 1
             self.log.warn_repeated(
@@ -326,7 +329,6 @@ class Detector:
                 f"field {name!r} of {describe_series(series.key)} is not a number "
                 f"({type(value).__name__}); using its last known value",
             )
-        return row
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -337,7 +339,7 @@ class Detector:
         for index, series, row, when in zip(
             batch.indices, batch.series, batch.rows, batch.times, strict=True
         ):
-            if not series.scaling.ready:
+            if series.scaling.low is None:  # not ``ready``: this loop runs for every metric
                 # Learned scaling: gather the first window raw, then fix the limits, learn it.
                 verdicts[index] = self._warmup
                 self.counters.warmup += 1
