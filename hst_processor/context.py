@@ -128,6 +128,8 @@ def context_names(fields: Sequence[str]) -> tuple[str, ...]:
 def _finite(values: FloatArray) -> FloatArray:
     """Overflowed statistics brought back within the float range (NaN: 0), where the derived
     features put theirs (:func:`hst_processor.derived.finite`)."""
+    if math.isfinite(values.sum()):  # the usual case, in one call: nan_to_num costs ten
+        return values
     result: FloatArray = np.nan_to_num(values, nan=0.0, posinf=FINITE_BOUND, neginf=-FINITE_BOUND)
     return result
 
@@ -144,9 +146,10 @@ def unsquash(value: float) -> float:
 def _squash(values: FloatArray) -> FloatArray:
     with np.errstate(over="ignore", invalid="ignore"):
         squashed = np.sign(values) * np.log1p(np.abs(values))
-    bounded: FloatArray = np.clip(
-        np.nan_to_num(squashed, nan=0.0, posinf=LIMIT, neginf=-LIMIT), -LIMIT, LIMIT
-    )
+    # Into the box; an infinity lands on its edge, NaN in its middle.
+    bounded: FloatArray = np.minimum(np.maximum(squashed, -LIMIT), LIMIT)
+    if not math.isfinite(bounded.sum()):
+        bounded = np.nan_to_num(bounded, nan=0.0)
     return bounded
 
 
@@ -250,7 +253,9 @@ class ContextFeatures:
                 parts.append((standard - predicted) / self.residual_spread)
             # Running level and usual deviation, each step clipped so an outlier barely moves
             # them; a non-finite value leaves them alone.
-            clipped = np.nan_to_num(np.clip(step, -_CLIP * usual, _CLIP * usual))
+            clipped = np.minimum(np.maximum(step, -_CLIP * usual), _CLIP * usual)
+            if not math.isfinite(clipped.sum()):
+                clipped = np.nan_to_num(clipped)
             self.level = _finite(self.level + self._fast * clipped)
             self.usual = _finite(self.usual + self._slow * (np.abs(clipped) - self.usual))
         combined = _squash(np.concatenate(parts))
