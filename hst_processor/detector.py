@@ -28,7 +28,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -124,8 +123,6 @@ class Detector:
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
         self._features = FeaturePlan(config)
-        scaling = config.scaling
-        self._limits = partial(learned_limits, margin=scaling.margin, fixed=scaling.limits)
         self._explanation = Explanation(bool(config.output.feature_field), config.feature_sources())
         # The statistic calibrated is log(typical / total); no total is below the isolated one.
         nodes = node_count(config.model.height)  # max_total / isolated_total
@@ -343,11 +340,13 @@ class Detector:
                 # Learned scaling: gather the first window raw, then fix the limits, learn it.
                 verdicts[index] = self._warmup
                 self.counters.warmup += 1
-                window = series.scaling.gather(
-                    row, engine.window_size, partial(self._limits, features=series.features)
-                )
-                if window is not None:
-                    engine.learn_many(series.masses, window)
+                warmup = series.scaling.gather(row, engine.window_size)
+                if warmup is not None:
+                    limits = self.config.scaling
+                    low, high = learned_limits(
+                        warmup, limits.margin, series.features, fixed=limits.limits
+                    )
+                    engine.learn_many(series.masses, series.scaling.freeze(warmup, low, high))
                 continue
             scorable.add(index, series, row, when)
         if not scorable.rows:

@@ -15,7 +15,7 @@ series' slice of this stage: its limits, or the warm-up rows gathered to learn t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,19 +93,16 @@ def scale_rows(scalings: Sequence[Scaling], rows: Sequence[Sequence[float]]) -> 
     return scale(np.array(rows, dtype=np.float64), low, high)
 
 
-LimitsRule = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
-
-
 @dataclass
 class Scaling:
     """One series' scaling: fixed limits from the start, or limits learned from its first
     window of rows, gathered here until the window is full.
 
     >>> scaling = Scaling()
-    >>> rule = lambda rows: learned_limits(rows, margin=0.0)
-    >>> scaling.gather([10.0], 2, rule) is None, scaling.ready
+    >>> scaling.gather([10.0], 2) is None, scaling.ready
     (True, False)
-    >>> scaling.gather([20.0], 2, rule).tolist(), scaling.ready
+    >>> window = scaling.gather([20.0], 2)
+    >>> scaling.freeze(window, *learned_limits(window, margin=0.0)).tolist(), scaling.ready
     ([[0.0], [1.0]], True)
     >>> scale_rows([scaling], [[15.0]]).tolist()
     [[0.5]]
@@ -120,16 +117,20 @@ class Scaling:
         """Whether the limits are set (rows can be scaled)."""
         return self.low is not None
 
-    def gather(self, row: list[float], window: int, rule: LimitsRule) -> FloatArray | None:
-        """Keep one warm-up row. When ``window`` are kept, freeze the limits ``rule`` draws
-        from them and return the rows scaled, for the model to learn; until then ``None``."""
+    def gather(self, row: list[float], window: int) -> FloatArray | None:
+        """Keep one warm-up row; once ``window`` are kept, all of them, to learn the limits
+        from (then :meth:`freeze`); until then ``None``."""
         self.warmup_rows.append(row)
         if len(self.warmup_rows) < window:
             return None
-        warmup = np.array(self.warmup_rows, dtype=np.float64)
-        self.low, self.high = rule(warmup)
+        return np.array(self.warmup_rows, dtype=np.float64)
+
+    def freeze(self, warmup: FloatArray, low: FloatArray, high: FloatArray) -> FloatArray:
+        """Set the limits learned from the ``warmup`` rows; those rows scaled, for the model
+        to learn."""
+        self.low, self.high = low, high
         self.warmup_rows = []
-        return scale(warmup, self.low, self.high)
+        return scale(warmup, low, high)
 
     def export(self) -> dict[str, Any]:
         """Plain data for the snapshot's series entry."""

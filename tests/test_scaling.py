@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import warnings
-from functools import partial
 
 import numpy as np
 
@@ -38,12 +37,14 @@ def test_the_examples_in_the_docstrings_hold() -> None:
 
 def test_a_series_gathers_its_first_window_then_freezes_its_limits() -> None:
     scaling = Scaling()
-    rule = partial(learned_limits, margin=0.0, features=("a", "b"), fixed={"b": (0.0, 100.0)})
-    assert scaling.gather([10.0, 5.0], 3, rule) is None
-    assert scaling.gather([30.0, 7.0], 3, rule) is None
-    learned = scaling.gather([20.0, 9.0], 3, rule)
+    assert scaling.gather([10.0, 5.0], 3) is None
+    assert scaling.gather([30.0, 7.0], 3) is None
+    warmup = scaling.gather([20.0, 9.0], 3)
+    assert warmup is not None and not scaling.ready
+    low, high = learned_limits(warmup, 0.0, ("a", "b"), fixed={"b": (0.0, 100.0)})
+    learned = scaling.freeze(warmup, low, high)
     assert scaling.ready and scaling.warmup_rows == []
-    assert learned is not None and learned.tolist() == [[0.0, 0.05], [1.0, 0.07], [0.5, 0.09]]
+    assert learned.tolist() == [[0.0, 0.05], [1.0, 0.07], [0.5, 0.09]]
     assert scaling.low is not None and scaling.high is not None
     assert (scaling.low.tolist(), scaling.high.tolist()) == ([10.0, 0.0], [30.0, 100.0])
 
@@ -57,7 +58,7 @@ def test_rows_are_scaled_each_with_its_own_series_limits() -> None:
 
 def test_export_and_restore_round_trip_both_phases() -> None:
     gathering = Scaling()
-    gathering.gather([1.0], 5, partial(learned_limits, margin=0.1))
+    gathering.gather([1.0], 5)
     frozen = Scaling(np.array([0.0]), np.array([1.0]))
     for scaling in (gathering, frozen):
         restored = Scaling.restore(scaling.export())
