@@ -224,8 +224,7 @@ class Detector:
         features = self.model_features_for(raw)
         if not self._fits_key(key):
             return None
-        footprint = self.table.footprint_of(key, len(raw), len(features))
-        footprint += self.table.engine_cost(features)
+        footprint = self.table.new_series_bytes(key, len(raw), features)
         if not self._make_room(footprint):
             return None
         series = self._new_series(key, features, raw, self.engine(features).new_masses())
@@ -288,8 +287,7 @@ class Detector:
         one; False if it can never fit. Each stage restores its own part."""
         key = series_key_of(saved)
         inputs = tuple(saved.get("inputs") or features)
-        footprint = self.table.footprint_of(key, len(inputs), len(features))
-        footprint += self.table.engine_cost(features)
+        footprint = self.table.new_series_bytes(key, len(inputs), features)
         if not self._make_room(footprint):
             return False
         parts = self.table.engine_parts(features)

@@ -62,10 +62,12 @@ class SeriesTable:
         """The bytes a series may come to hold (see :func:`~hst_processor.config.series_bytes`)."""
         return series_bytes(self.config.model, n_inputs, n_features, key_bytes(key))
 
-    def engine_cost(self, features: tuple[str, ...]) -> int:
-        """What a series adds by bringing a feature set of its own: its trees (shared by
-        every later series of the same features, so counted once, with the first)."""
-        return 0 if features in self.engines else trees_bytes(self.config.model, len(features))
+    def new_series_bytes(self, key: SeriesKey, n_inputs: int, features: tuple[str, ...]) -> int:
+        """What a new series of ``features`` brings: its own bytes, and the trees of its
+        feature set if it is the first with it (shared by every later one, so counted once)."""
+        own = self.footprint_of(key, n_inputs, len(features))
+        trees = 0 if features in self.engines else trees_bytes(self.config.model, len(features))
+        return own + trees
 
     def make_room(self, footprint: int) -> int | None:
         """Forget the least recently seen series until one more of ``footprint`` bytes fits

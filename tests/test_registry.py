@@ -24,8 +24,7 @@ def key(name: str) -> SeriesKey:
 
 def add(table: SeriesTable, name: str, features: tuple[str, ...] = ("a",)) -> Series | None:
     """A new series as the detector adds one: room made for what it may hold, then adopted."""
-    footprint = table.footprint_of(key(name), len(features), len(features))
-    footprint += table.engine_cost(features)
+    footprint = table.new_series_bytes(key(name), len(features), features)
     if table.make_room(footprint) is None:
         return None
     series = Series(
