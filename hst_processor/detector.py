@@ -262,7 +262,7 @@ class Detector:
         """A series as it starts, every stage's state fresh."""
         if inputs == features:
             inputs = features  # the same object: the model needs no reordering
-        context, derived = self._features.stages_for(inputs, features)
+        context, derived = self._features.stages_for(inputs)
         if context is not None:  # context features are squashed into one fixed box
             scaling = Scaling(np.full(len(features), -LIMIT), np.full(len(features), LIMIT))
         elif self.config.scaling.mode == "fixed":

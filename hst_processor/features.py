@@ -10,7 +10,7 @@ series' own running state lives in its ``context`` or ``derived`` slice; the pla
 >>> plan = FeaturePlan(Config(context_features=False))
 >>> plan.features_for(("load", "temp"))
 ('load', 'temp')
->>> context, derived = plan.stages_for(("load", "temp"), ("load", "temp"))
+>>> context, derived = plan.stages_for(("load", "temp"))
 >>> context is None and derived is None
 True
 """
@@ -40,7 +40,7 @@ class FeaturePlan:
         return raw if features == raw else features  # the same object: no reordering needed
 
     def stages_for(
-        self, inputs: tuple[str, ...], features: tuple[str, ...]
+        self, inputs: tuple[str, ...]
     ) -> tuple[ContextFeatures | None, DerivedState | None]:
         """A new series' feature state: its context features, or its derived ones, or none."""
         if self.config.uses_context:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hst_processor.alerts import AlertState
+from hst_processor.config import MIB
 from hst_processor.context import ContextFeatures
 from hst_processor.decision import EpisodeState, GateState
 from hst_processor.derived import DerivedState
@@ -50,7 +51,7 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 # The lookup cache from a metric's series text to its key: bounded in entries and in text.
 _KEY_CACHE_LIMIT = 100_000
-_KEY_CACHE_TEXT = 16 * 1024 * 1024
+_KEY_CACHE_TEXT = 16 * MIB
 
 
 @dataclass

@@ -21,7 +21,7 @@ def test_the_examples_in_the_docstrings_hold() -> None:
 
 def series_of(plan: FeaturePlan, inputs: tuple[str, ...] = FIELDS) -> Series:
     features = plan.features_for(inputs)
-    context, derived = plan.stages_for(inputs, features)
+    context, derived = plan.stages_for(inputs)
     masses = make_engine("hst", features, 2, 3, 10, 1).engine.new_masses()
     return Series(
         key=("m", ()),
