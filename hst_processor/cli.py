@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from hst_processor import __version__
-from hst_processor.errors import ConfigError, ExitCode
+from hst_processor.errors import ConfigError, ExitCode, MissingExtra
 from hst_processor.log import Log
 from hst_processor.signals import StopSignals
 
@@ -49,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state-file", metavar="FILE", help="keep the models in this file across restarts"
     )
+    # The commands that run on a config take --config after their name too: the same option,
+    # and left unset there it keeps what was given before the name.
+    with_config = argparse.ArgumentParser(add_help=False)
+    with_config.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"YAML config (or ${CONFIG_ENV}); also accepted before the command",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", metavar="FILE")
@@ -60,18 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     forget.add_argument("file", metavar="FILE")
     forget.add_argument("match", metavar="TAG=VALUE", nargs="+")
     replay = commands.add_parser(
-        "replay", help="score a file of line protocol offline, as the live processor would"
+        "replay",
+        parents=[with_config],
+        help="score a file of line protocol offline, as the live processor would",
     )
     replay.add_argument("file", metavar="FILE", help="line protocol ('-': stdin)")
     replay.add_argument("-o", "--output", metavar="OUT", help="enriched lines (default stdout)")
     evaluate = commands.add_parser(
-        "evaluate", help="measure detection against labelled faults, beside simple baselines"
+        "evaluate",
+        parents=[with_config],
+        help="measure detection against labelled faults, beside simple baselines",
     )
     evaluate.add_argument("file", metavar="FILE", help="line protocol of a labelled run")
     evaluate.add_argument(
         "--labels",
         required=True,
-        help="labelled windows, JSON lines: machine, kind, field, start_ns, end_ns",
+        help="labelled windows, JSON lines: id, machine, kind, field, start_ns, end_ns, source",
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
     evaluate.add_argument(
@@ -103,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         help="count only after each machine's first N metrics (a published training part)",
     )
     plot = commands.add_parser(
-        "plot", help="draw fields, scores, labelled faults and alerts per machine (matplotlib)"
+        "plot",
+        parents=[with_config],
+        help="draw fields, scores, labelled faults and alerts per machine (matplotlib)",
     )
     plot.add_argument("file", metavar="FILE", help="line protocol")
     plot.add_argument("--labels", help="labelled windows (JSON lines), to shade them")
@@ -127,6 +142,9 @@ def main(
 
     args = _parser().parse_args(argv)
     log = Log(stderr or sys.stderr)
+    if args.command is not None and args.state_file is not None:
+        log.error(f"--state-file: applies only when scoring stdin, not to {args.command}")
+        return ExitCode.USAGE
     if stop is not None and args.command is not None:
         stop.restore(deliver=True)  # an offline command stops as any program does
         stop = None
@@ -143,6 +161,22 @@ def main(
         log.error(f"config error: {error}")
         return ExitCode.USAGE
     log.set_level(config.log.level, config.log.repeat_interval)
+    try:
+        return _dispatch(args, config, log, stdin_fd, stdout_fd, stop)
+    except MissingExtra as error:
+        log.error(str(error))
+        return ExitCode.USAGE
+
+
+def _dispatch(
+    args: argparse.Namespace,
+    config: Config,
+    log: Log,
+    stdin_fd: int,
+    stdout_fd: int,
+    stop: StopSignals | None,
+) -> int:
+    """The commands that run on a config: replay, evaluate, plot, or scoring stdin."""
     if args.command == "replay":
         from hst_processor.offline.commands import run_replay
 
@@ -221,6 +255,7 @@ def _run(
     from hst_processor.engine import engine_persists
     from hst_processor.notify import build_notifier
     from hst_processor.processor import Processor, serve
+    from hst_processor.selfmetrics import SelfReport
     from hst_processor.state import StateStore
 
     state = None
@@ -232,13 +267,9 @@ def _run(
     elif state_file:
         state = StateStore(state_file, config.state.interval, log)
     notifier = build_notifier(config.alerts, os.environ, log)
-    try:
-        detector = Detector(config, log, notify=notifier.enqueue if notifier is not None else None)
-        # The I/O of a start: the lock, and the snapshot read into the detector.
-        restored = state.start(detector) if state is not None else 0
-    except ImportError as error:  # engine: river without river installed
-        log.error(f"config error: model.engine: {config.model.engine} is not available ({error})")
-        return ExitCode.USAGE
+    detector = Detector(config, log, notify=notifier.enqueue if notifier is not None else None)
+    # The I/O of a start: the lock, and the snapshot read into the detector.
+    restored = state.start(detector) if state is not None else 0
     processor = Processor(
         config, log, detector=detector, notifier=notifier, state=state, restored=restored
     )
@@ -247,7 +278,8 @@ def _run(
         f"python:{category.__name__}", f"{category.__name__}: {message}"
     )
     log.info(f"hst-processor {__version__} started: {_describe(config)}")
-    return serve(processor, log, stdin_fd=stdin_fd, stdout_fd=stdout_fd, stop=stop)
+    report = SelfReport(config.self_metrics) if config.self_metrics.interval > 0 else None
+    return serve(processor, log, stdin_fd=stdin_fd, stdout_fd=stdout_fd, stop=stop, report=report)
 
 
 def _describe(config: Config) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "ModelConfig",
     "OutputConfig",
     "ScalingConfig",
+    "SelfMetricsConfig",
     "StateConfig",
     "load_config",
     "parse_config",
@@ -145,6 +146,18 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class SelfMetricsConfig:
+    """The processor's report on itself, written among its output (see the README's
+    "Self-metrics")."""
+
+    interval: float = 10.0
+    """Seconds between two reports while the processor runs under Telegraf (0: off). Never
+    written by ``replay`` or ``evaluate``."""
+    measurement: str = "hst_processor"
+    """The reports' measurement."""
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     """Memory bounds in bytes, beside ``max_series`` (a count): series differ in size."""
 
@@ -226,6 +239,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     state: StateConfig = field(default_factory=StateConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    self_metrics: SelfMetricsConfig = field(default_factory=SelfMetricsConfig)
 
     @property
     def uses_context(self) -> bool:
@@ -313,6 +327,7 @@ def _parse_expanded(document: dict[str, Any]) -> Config:
         alerts=_alerts(document.get("alerts", {}), resolve=detection.episode_end),
         state=_state(document.get("state", {})),
         limits=_limits(document.get("limits", {})),
+        self_metrics=_self_metrics(document.get("self_metrics", {})),
     )
     _check_memory(config)
     if config.alerts.resolve_threshold > config.detection.threshold:
@@ -512,6 +527,24 @@ def _state(section: Any) -> StateConfig:
     return StateConfig(
         file=_text(section, "file", StateConfig.file, "state"),
         interval=_number(section, "interval", StateConfig.interval, 0.1, 86_400.0, "state"),
+    )
+
+
+def _self_metrics(section: Any) -> SelfMetricsConfig:
+    _require_mapping(section, "self_metrics")
+    _reject_unknown(section, SelfMetricsConfig, "self_metrics")
+    interval = _number(
+        section, "interval", SelfMetricsConfig.interval, 0.0, 86_400.0, "self_metrics"
+    )
+    if 0 < interval < 0.1:
+        raise ConfigError(
+            "self_metrics.interval", f"must be 0 (off) or at least 0.1, got {interval:g}"
+        )
+    return SelfMetricsConfig(
+        interval=interval,
+        measurement=_identifier(
+            section, "measurement", SelfMetricsConfig.measurement, "self_metrics"
+        ),
     )
 
 

@@ -22,7 +22,6 @@ in a row (one window by default): then the series learns again and the new level
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections import OrderedDict
@@ -38,7 +37,7 @@ from hst_processor.calibration import Calibration
 from hst_processor.config import Config
 from hst_processor.context import LIMIT
 from hst_processor.decision import EpisodeRule, LearnGate
-from hst_processor.engine import Engine, EngineParts, WindowMasses
+from hst_processor.engine import Engine, EngineParts, WindowMasses, require_engine
 from hst_processor.explanation import Explanation
 from hst_processor.features import FeaturePlan
 from hst_processor.fields import LastValues
@@ -78,6 +77,7 @@ class Counters:
     anomalous: int = 0
     warmup: int = 0
     not_scored: int = 0  # a configured feature never seen yet
+    no_fields: int = 0  # a metric with none of its series' fields as a number
     already_scored: int = 0
     non_numeric: int = 0
     evicted: int = 0
@@ -131,13 +131,16 @@ class Detector:
         self._calibration = Calibration(self.rarity if by_rarity else None)
         self._episodes = EpisodeRule.of(config.detection)
         self._gate = LearnGate.of(config.detection)
-        if config.model.engine == "river":
-            importlib.import_module("river.anomaly")  # fail at start, not at the first metric
+        require_engine(config.model.engine)
 
     @property
     def series(self) -> OrderedDict[SeriesKey, Series]:
         """The live series, least recently seen first."""
         return self.table.series
+
+    def open_episodes(self) -> int:
+        """Live series whose tag says ``true`` now (an episode has begun and not ended)."""
+        return sum(series.episode.in_episode for series in self.table.series.values())
 
     def engine(self, features: tuple[str, ...]) -> Engine[Any]:
         """The engine of one feature set (built on first use)."""
@@ -168,8 +171,11 @@ class Detector:
             row = series.fields.read(metric.fields, series.inputs)
             if series.fields.rejected:
                 self._warn_non_numeric(series)
-            if row is None:  # a field not seen yet
-                self.counters.not_scored += 1
+            if row is None:  # a field not seen yet, or none of them in this metric
+                if series.fields.complete:
+                    self.counters.no_fields += 1
+                else:
+                    self.counters.not_scored += 1
                 continue
             rows = self._features.rows(series, row)
             if not rows:  # a feature still gathers its history

@@ -8,12 +8,14 @@ is imported only when that engine is built.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from hst_processor.errors import MissingExtra
 from hst_processor.forest import (
     SIZE_LIMIT_FRACTION,
     FloatArray,
@@ -129,6 +131,16 @@ def make_engine(
     return EngineParts.of(Forest(tree_structure(n_trees, height, seed, features), window_size))
 
 
+def require_engine(name: str) -> None:
+    """Fail at start, not at the first metric, when the engine ``model.engine`` names needs
+    a package that is not installed (:class:`MissingExtra`, naming the extra)."""
+    if name == "river":
+        try:
+            importlib.import_module("river.anomaly")
+        except ImportError as error:
+            raise MissingExtra("model.engine: river", "river", "river") from error
+
+
 def engine_persists(name: str) -> bool:
     """Whether the engine ``model.engine`` names can keep its masses in a snapshot, checked
     at start on the class (``Persistent``), so the command can say so before any metric."""
@@ -159,6 +171,7 @@ class RiverEngine:
     def __init__(
         self, features: Sequence[str], n_trees: int, height: int, window_size: int, seed: int
     ) -> None:
+        require_engine("river")
         from river.anomaly import HalfSpaceTrees  # imported only when asked for
 
         self._factory = HalfSpaceTrees

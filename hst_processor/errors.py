@@ -5,6 +5,8 @@ command ends with.
 
     HstProcessorError
     ├── ConfigError            a bad configuration: names the key and the reason (exit code 2)
+    ├── MissingExtra           an optional dependency is not installed: names the extra that
+    │                          brings it (exit code 2)
     └── LineProtocolError      a metric that does not parse under Telegraf's grammar
         └── UnterminatedString the text ended inside a quoted string field (it may go on
                                after the next newline)
@@ -22,6 +24,7 @@ __all__ = [
     "ExitCode",
     "HstProcessorError",
     "LineProtocolError",
+    "MissingExtra",
     "UnterminatedString",
 ]
 
@@ -41,6 +44,23 @@ class ConfigError(HstProcessorError):
         self.key = key
         self.reason = reason
         super().__init__(f"{key}: {reason}" if key else reason)
+
+
+class MissingExtra(HstProcessorError):
+    """What was asked for needs an optional dependency that is not installed.
+
+    The message is one line that names the extra to install:
+
+    >>> print(MissingExtra("plot", "matplotlib", "plot"))
+    plot needs matplotlib, which is not installed: pip install 'hst-processor[plot]'
+    """
+
+    def __init__(self, needed_by: str, package: str, extra: str) -> None:
+        self.needed_by, self.package, self.extra = needed_by, package, extra
+        super().__init__(
+            f"{needed_by} needs {package}, which is not installed: "
+            f"pip install 'hst-processor[{extra}]'"
+        )
 
 
 class LineProtocolError(HstProcessorError):
@@ -77,4 +97,4 @@ class ExitCode(IntEnum):
     """The work could not be done: a file that cannot be read or written, a state file in use or
     damaged, a selector that matches nothing, a file with nothing to score."""
     USAGE = 2
-    """A bad configuration (or an engine that is not installed) or a bad argument."""
+    """A bad configuration or argument, or an optional dependency that is not installed."""

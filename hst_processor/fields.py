@@ -3,15 +3,19 @@
 A series reads a fixed, sorted list of fields (its ``inputs``). A metric need not carry all of
 them (Telegraf merges and splits metrics freely): a missing field, or one that is not a number,
 takes its last known value, and until every field has been seen once there is no row to score.
-:class:`LastValues` is one series' slice of this stage.
+A metric that carries none of them as a number has no row either: scoring the last values
+again would count one reading twice, and learning it would teach the model a point that was
+never measured. :class:`LastValues` is one series' slice of this stage.
 
 >>> values = LastValues.of(2)
 >>> values.read({"load": 0.5}, ("load", "temp")) is None  # temp never seen
 True
 >>> values.read({"temp": 40, "load": 0.7}, ("load", "temp"))
 [0.7, 40.0]
->>> values.read({"temp": "hot"}, ("load", "temp")), values.rejected
-([0.7, 40.0], [('temp', 'hot')])
+>>> values.read({"temp": "hot", "load": 0.8}, ("load", "temp")), values.rejected
+([0.8, 40.0], [('temp', 'hot')])
+>>> values.read({"status": "ok"}, ("load", "temp")) is None  # none of its fields
+True
 """
 
 from __future__ import annotations
@@ -40,21 +44,27 @@ class LastValues:
 
     def read(self, fields: Mapping[str, Any], inputs: Sequence[str]) -> list[float] | None:
         """The row of ``inputs`` for a metric's ``fields``, missing ones carried forward;
-        ``None`` while some field has never been seen. Values that are not numbers are
-        carried forward too, and listed in :attr:`rejected` until the next read."""
+        ``None`` while some field has never been seen, and for a metric with none of them
+        as a number. Values that are not numbers are carried forward too, and listed in
+        :attr:`rejected` until the next read."""
         values = self.values
         if self.rejected:
             self.rejected = []
+        fresh = 0
         for position, name in enumerate(inputs):
             value = fields.get(name)
             if value.__class__ is float:  # the common case first: it is most of the work
                 values[position] = value
+                fresh += 1
             elif value is None:
                 continue
             elif is_numeric(value):
                 values[position] = float(value)
+                fresh += 1
             else:
                 self.rejected.append((name, value))
+        if not fresh:
+            return None
         if not self.complete:
             if any(value is None for value in values):
                 return None

@@ -25,8 +25,9 @@ any byte sequence round-trip exactly; a metric holding a lone surrogate was not 
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -42,6 +43,7 @@ __all__ = [
     "escape_field_key",
     "escape_tag",
     "format_float",
+    "format_metric",
     "format_string",
     "insert_position",
     "is_blank",
@@ -567,6 +569,42 @@ def format_string(value: str) -> str:
     "say \\"hi\\""
     """
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def escape_measurement(text: str) -> str:
+    """Escape a measurement the way Telegraf's serializer does (``=`` needs none)."""
+    return text.replace(",", "\\,").replace(" ", "\\ ")
+
+
+def format_metric(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, int | float | str],
+    time_ns: int,
+) -> str:
+    """A new metric's line as Telegraf writes one: tags sorted by key, empty tag values
+    dropped, integers with ``i``; a float that is not finite is dropped, as the serializer does.
+
+    >>> print(format_metric("hst processor", {"host": "gw-1"}, {"n": 3, "p99_ms": 1.5}, 7), end="")
+    hst\\ processor,host=gw-1 n=3i,p99_ms=1.5 7
+    """
+    tag_text = "".join(
+        f",{escape_tag(key)}={escape_tag(value)}" for key, value in sorted(tags.items()) if value
+    )
+    field_texts = []
+    for key, value in fields.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = f"{value}i"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+            text = format_float(value)
+        else:
+            text = format_string(value)
+        field_texts.append(f"{escape_field_key(key)}={text}")
+    return f"{escape_measurement(measurement)}{tag_text} {','.join(field_texts)} {time_ns}\n"
 
 
 def insert_position(metric: Metric, key: str) -> int:

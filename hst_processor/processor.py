@@ -44,6 +44,7 @@ from hst_processor.lineproto import (
 )
 from hst_processor.log import Log
 from hst_processor.notify import Notifier
+from hst_processor.selfmetrics import SelfReport
 from hst_processor.signals import StopSignals
 from hst_processor.state import StateStore
 
@@ -68,13 +69,22 @@ _MAYBE_BLANK_OR_COMMENT = frozenset(" \t\v\f\r\n#")
 
 @dataclass
 class Stats:
-    metrics_in: int = 0
-    metrics_out: int = 0
-    unparseable: int = 0
+    """What went through, line by line ("line": one metric's text, a quoted string's newlines
+    included, or a blank line or a comment)."""
+
+    lines_in: int = 0
+    lines_out: int = 0
+    unparseable: int = 0  # not UTF-8, cut off and held too long included
     cut_off: int = 0  # the input ended inside a metric
     blank: int = 0
     comments: int = 0
     not_utf8: int = 0
+    passed_through: int = 0  # lines that went out exactly as they came
+
+    @property
+    def metrics(self) -> int:
+        """Lines read as metrics: neither blank, nor a comment, nor unparseable."""
+        return self.lines_in - self.unparseable - self.blank - self.comments
 
 
 class Processor:
@@ -147,8 +157,10 @@ class Processor:
             out += self.release_stalled()
         tail = self._splitter.take_held()
         if tail:
-            self.stats.metrics_in += 1
-            self.stats.metrics_out += 1
+            self.stats.lines_in += 1
+            self.stats.lines_out += 1
+            self.stats.unparseable += 1
+            self.stats.passed_through += 1
             self.stats.cut_off += 1
             self.log.warn_repeated(
                 "cut-off",
@@ -161,9 +173,10 @@ class Processor:
         """A metric held back past MAX_HELD_CHARS: its lines go out as they are, each once,
         unparsed (parsing it again and again is the work the bound is there to stop)."""
         lines = self._splitter.release_lines()
-        self.stats.metrics_in += len(lines)
-        self.stats.metrics_out += len(lines)
+        self.stats.lines_in += len(lines)
+        self.stats.lines_out += len(lines)
         self.stats.unparseable += len(lines)
+        self.stats.passed_through += len(lines)
         self.log.warn_repeated(
             "held-too-long",
             f"a quoted string ran on for {len(lines)} lines and more than {MAX_HELD_CHARS} "
@@ -188,13 +201,17 @@ class Processor:
                 if metric is not None and verdict is not None:
                     self._observer(metric, verdict)
         out: list[str] = []
+        passed = 0
         for chunk, body, metric, verdict in zip(chunks, bodies, metrics, verdicts, strict=True):
             if metric is None or verdict is None:
                 out.append(chunk)
+                passed += 1
             else:
                 out.append(self._enrich(metric, verdict) + chunk[len(body) :])
-        self.stats.metrics_in += len(chunks)
-        self.stats.metrics_out += len(out)
+        stats = self.stats
+        stats.lines_in += len(chunks)
+        stats.lines_out += len(out)
+        stats.passed_through += passed
         return "".join(out)
 
     def _parse(self, body: str) -> Metric | None:
@@ -209,6 +226,7 @@ class Processor:
             return None
         if not body.isascii() and _has_undecodable_bytes(body):
             self.stats.not_utf8 += 1
+            self.stats.unparseable += 1
             self.log.warn_repeated(
                 "not-utf8", f"metric is not valid UTF-8, passed through unchanged: {_preview(body)}"
             )
@@ -241,7 +259,7 @@ class Processor:
     @property
     def processed(self) -> int:
         """Metrics of the stream handled so far, counting those of a restored snapshot."""
-        return self._restored + self.stats.metrics_in
+        return self._restored + self.stats.lines_in
 
     def after_batch(self) -> None:
         """Between batches, once the output is written: the periodic state snapshot."""
@@ -267,14 +285,16 @@ class Processor:
                 f"{sent.retried} retried, {sent.dropped} dropped, {sent.failed} failed"
             )
         return (
-            f"hst-processor: {stats.metrics_in} metrics in, {stats.metrics_out} out, "
-            f"{counters.scored} scored, {counters.anomalous} anomalous, "
-            f"{counters.warmup} in warm-up, {stats.unparseable} unparseable, "
-            f"{stats.not_utf8} not UTF-8, {stats.blank} blank, {stats.cut_off} cut off, "
-            f"{counters.not_scored} missing features, {counters.non_numeric} non-numeric, "
-            f"{counters.already_scored} already scored, {counters.key_too_long} keys too long, "
-            f"{len(self.detector.series)} series, "
-            f"{counters.evicted} evicted{alerts}"
+            f"hst-processor: {stats.lines_in} lines in, {stats.lines_out} out: "
+            f"{stats.metrics} metrics, {stats.unparseable} unparseable "
+            f"({stats.not_utf8} not UTF-8, {stats.cut_off} cut off), {stats.blank} blank, "
+            f"{stats.comments} comments; of the metrics {counters.scored} scored, "
+            f"{counters.anomalous} anomalous, {counters.warmup} in warm-up, "
+            f"{counters.not_scored} missing features, {counters.no_fields} without a feature "
+            f"field, {counters.non_numeric} non-numeric values, "
+            f"{counters.already_scored} already scored, {counters.key_too_long} keys too long; "
+            f"{stats.passed_through} lines passed through unchanged; "
+            f"{len(self.detector.series)} series, {counters.evicted} evicted{alerts}"
         )
 
 
@@ -361,11 +381,13 @@ def serve(
     stdin_fd: int = 0,
     stdout_fd: int = 1,
     stop: StopSignals | None = None,
+    report: SelfReport | None = None,
 ) -> int:
     """Run the processor over stdin until EOF or a stop signal; return the exit code.
 
     ``stop`` is the command's own, installed at its start and kept to the end; without one,
-    serve catches the stop signals itself while it runs."""
+    serve catches the stop signals itself while it runs. ``report``, when given, writes the
+    processor's self-metrics between batches, and while the input is idle."""
     own_stop = stop is None
     stop = stop or StopSignals()
     output = _Output(stdout_fd, stop)
@@ -373,7 +395,8 @@ def serve(
     hold = _Hold()
     try:
         while not stop.requested and not output.closed:
-            ready, _, _ = select.select([stdin_fd, stop.wakeup_fd], [], [], hold.timeout())
+            timeout = _earliest(hold.timeout(), report.timeout() if report else None)
+            ready, _, _ = select.select([stdin_fd, stop.wakeup_fd], [], [], timeout)
             stop.drain()
             if stop.requested:
                 break
@@ -383,11 +406,17 @@ def serve(
                 if not data:
                     break
                 output.write(processor.feed(decoder.decode(data)))
+                if report is not None:
+                    report.record_batch(time.monotonic() - read_at)
                 hold.after_feed(processor, read_at)
                 processor.after_batch()
             elif hold.expired():
                 output.write(processor.release_stalled())
                 hold.after_release(processor)
+            if report is not None and report.due():
+                if processor.state is not None:
+                    processor.state.poll()  # a save that ended while the input was idle
+                output.write(report.take(processor))
         if stop.requested and not output.closed:
             # What Telegraf wrote before the signal is in hand too: take what is there now.
             output.write(processor.feed(decoder.decode(_available(stdin_fd))))
@@ -409,6 +438,12 @@ def serve(
         log.info(f"received {stop.requested}, stopping")
     log.info(processor.summary())
     return ExitCode.OK
+
+
+def _earliest(*timeouts: float | None) -> float | None:
+    """The shortest of the waits that are set (``None``: wait for input alone)."""
+    waits = [timeout for timeout in timeouts if timeout is not None]
+    return min(waits) if waits else None
 
 
 def _available(fd: int) -> bytes:

@@ -35,7 +35,7 @@ import signal
 import stat
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from hst_processor.times import file_stamp, utc_text
 __all__ = [
     "FORMAT",
     "VERSION",
+    "SaveCounters",
     "StateError",
     "StateStore",
     "describe",
@@ -578,6 +579,16 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+@dataclass
+class SaveCounters:
+    """The saves of one processor, for its self-metrics."""
+
+    saves: int = 0
+    failed: int = 0
+    last_seconds: float = 0.0  # the last save that succeeded: from its start to its file
+    last_bytes: int = 0
+
+
 class StateStore:
     """The snapshot file of one processor: lock, load, periodic and final saves."""
 
@@ -589,7 +600,9 @@ class StateStore:
         self._lock_fd: int | None = None
         self._retry = False  # the lock could not be taken for a reason that may pass
         self._child: int | None = None
+        self._child_started = 0.0  # wall-clock time of the fork, to date the file it wrote
         self._last_save = time.monotonic()
+        self.counters = SaveCounters()
 
     def start(self, detector: Detector) -> int:
         """At start: take the lock and restore the snapshot; return how many metrics it had
@@ -699,6 +712,7 @@ class StateStore:
         if not self._may_save():
             return
         parent = os.getpid()
+        self._child_started = time.time()
         pid = os.fork()
         if pid == 0:  # the child: save and leave, touching nothing the parent shares
             _die_with_parent(parent)
@@ -726,7 +740,10 @@ class StateStore:
             return
         self._child = None
         code = os.waitstatus_to_exitcode(status)
-        if code != 0:
+        if code == 0:
+            self._count_save(self._child_started)
+        else:
+            self.counters.failed += 1
             reason = _SAVE_FAILED.get(code, "the write failed")
             self.log.warn_repeated(
                 "state-save", f"could not save state to {self.path}: {reason}; will retry"
@@ -737,9 +754,25 @@ class StateStore:
         if not self._may_save():
             return
         self.poll(wait=True)
+        started = time.time()
         try:
             write_atomic(self.path, snapshot(detector, processed))
         except OSError as error:
+            self.counters.failed += 1
             self.log.warn(f"could not save state to {self.path}: {error.strerror}")
         except StateError as error:
+            self.counters.failed += 1
             self.log.warn(f"could not save state: {error}")
+        else:
+            self._count_save(started)
+
+    def _count_save(self, started: float) -> None:
+        """A save went through: its size, and its duration up to the file's last write (a
+        forked save is reaped only between batches, later than it ended)."""
+        self.counters.saves += 1
+        try:
+            written = os.stat(self.path)
+        except OSError:  # removed since: the count stands, the figures stay the last known
+            return
+        self.counters.last_bytes = written.st_size
+        self.counters.last_seconds = max(0.0, written.st_mtime - started)

@@ -13,6 +13,10 @@ internal/process/process.go):
 
 What it does not: Telegraf's metric buffers, its 100-metric channel, its restart delay and
 its parsing of our output into typed metrics (the tests parse with our own parser).
+
+The processor's self-metric reports (``hst_processor``, every ``self_metrics.interval``) are
+metrics to Telegraf like any other; the harness keeps them apart in ``reports`` so that a test
+reading metric after metric does not depend on how long it ran.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from tests.reports import is_report
 
 STOP_GRACE_SECONDS = 5.0
 KNOWN_PREFIX = re.compile(rb"^(E|W|I|D|T)! ")
@@ -52,6 +58,7 @@ class ExecdHarness:
     process: subprocess.Popen[bytes] | None = None
     outputs: queue.Queue[Output] = field(default_factory=queue.Queue)
     stderr_lines: list[bytes] = field(default_factory=list)
+    reports: list[Output] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> ExecdHarness:
@@ -108,7 +115,11 @@ class ExecdHarness:
             chunks = splitter.feed(data.decode("utf-8", "surrogateescape"))
             now = time.monotonic()
             for chunk in chunks:
-                self.outputs.put(Output(chunk.encode("utf-8", "surrogateescape"), now))
+                text = chunk.encode("utf-8", "surrogateescape")
+                if is_report(text):
+                    self.reports.append(Output(text, now))
+                else:
+                    self.outputs.put(Output(text, now))
         pending = splitter.held
         if pending:
             self.outputs.put(Output(pending.encode("utf-8", "surrogateescape"), time.monotonic()))

@@ -141,8 +141,8 @@ def test_metrics_flow_on_while_the_webhook_hangs_or_refuses(
     # (refused); a busy machine delays one by a fraction of a second. Exact figures are the
     # benchmarks' job.
     assert max(gaps) < 2.0, max(gaps)
-    summary = next(line for line in harness.stderr_lines if b"metrics in" in line)
-    assert b"300 metrics in, 300 out" in summary
+    summary = next(line for line in harness.stderr_lines if b"lines in" in line)
+    assert b"300 lines in, 300 out" in summary
     assert b"0 sent in 0 messages" in summary
     if behaviour == "slow":
         assert slack.arrived >= 1  # an alert was on its way while the metrics flowed
@@ -177,5 +177,5 @@ def test_a_second_sigterm_during_the_alerts_grace_is_still_a_clean_stop(
     harness.process.send_signal(signal.SIGTERM)
     assert harness.process.wait(timeout=10) == 0
     harness.join()
-    summary = next(line for line in harness.stderr_lines if b"metrics in" in line)
+    summary = next(line for line in harness.stderr_lines if b"lines in" in line)
     assert b"0 sent in 0 messages" in summary and b"0 dropped" not in summary

@@ -12,6 +12,7 @@ import pytest
 
 from hst_processor import __version__
 from hst_processor.cli import main
+from tests.reports import metric_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +43,7 @@ def test_run_scores_stdin_to_stdout() -> None:
         b"load=70,power=210,temperature=36,vibration=85 1\n"
     )
     assert err.startswith("I! hst-processor ")
-    assert "I! hst-processor: 1 metrics in, 1 out" in err
+    assert "I! hst-processor: 1 lines in, 1 out" in err
 
 
 def test_defaults_without_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,8 +155,8 @@ def test_series_with_huge_keys_are_bounded_by_bytes_through_the_command(tmp_path
         [script, "--config", str(config)], input=stream, capture_output=True, timeout=120
     )
     assert result.returncode == 0
-    assert result.stdout.count(b"\n") == len(lines)
-    summary = next(line for line in result.stderr.splitlines() if b"metrics in" in line).decode()
+    assert len(metric_lines(result.stdout)) == len(lines)
+    summary = next(line for line in result.stderr.splitlines() if b"lines in" in line).decode()
     kept = int(summary.split(" series,")[0].rsplit(" ", 1)[1])
     evicted = int(summary.split(" evicted")[0].rsplit(" ", 1)[1])
     assert "5 keys too long" in summary
@@ -192,3 +193,56 @@ def test_a_state_file_with_an_engine_that_cannot_keep_one_is_refused_with_a_warn
     assert code == 0 and out.startswith(b"m,anomaly=warmup,id=a x=1 1")
     assert "model.engine: river cannot keep its models in a state file" in err
     assert not state.exists()
+
+
+@pytest.mark.parametrize("command", ["replay", "evaluate", "plot"])
+def test_config_is_accepted_after_the_command_as_before_it(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("measurements: [m]\ngroup_by: [id]\nmodel: {window_size: 10}\n")
+    data = tmp_path / "data.lp"
+    data.write_text("".join(f"m,id=a v={i % 3} {i * 10**9}\n" for i in range(300)))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(
+        '{"id": 1, "machine": "a", "kind": "k", "field": "v", "start_ns": 1, "end_ns": 2, '
+        '"source": "test"}\n'
+    )
+    extra = {
+        "replay": ["-o", str(tmp_path / "out.lp")],
+        "evaluate": ["--labels", str(labels), "--no-baselines"],
+        "plot": ["-o", str(tmp_path / "out.png")],
+    }[command]
+    errors = io.StringIO()
+    after = main([command, str(data), *extra, "--config", str(config)], stderr=errors)
+    shown_after = capsys.readouterr().out
+    before = main(["--config", str(config), command, str(data), *extra], stderr=io.StringIO())
+    assert after == before == 0
+    assert shown_after == capsys.readouterr().out  # the same config, the same result
+
+
+def test_a_config_after_the_command_wins_over_one_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data.lp"
+    data.write_text("".join(f"m,id=a v={i % 3} {i * 10**9}\n" for i in range(300)))
+    configs = []
+    for window in (10, 20):
+        configs.append(tmp_path / f"w{window}.yaml")
+        configs[-1].write_text(f"model: {{window_size: {window}}}\n")
+    first, second = (str(path) for path in configs)
+    code = main(
+        ["--config", first, "replay", str(data), "-o", str(tmp_path / "o.lp"), "--config", second]
+    )
+    assert code == 0
+    # A window of 20 and 100 calibration metrics: 120 in warm-up (a window of 10: 110).
+    assert "m,id=a      300      120" in capsys.readouterr().out
+
+
+def test_a_state_file_with_an_offline_command_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data.lp"
+    data.write_text("m v=1 1\n")
+    errors = io.StringIO()
+    code = main(["--state-file", str(tmp_path / "s"), "replay", str(data)], stderr=errors)
+    assert code == 2
+    assert "--state-file: applies only when scoring stdin, not to replay" in errors.getvalue()

@@ -46,6 +46,10 @@ LOAD_POWER = {"features": ["load", "power"]}
         ({"model": {"n_trees": True}}, "model.n_trees: must be an integer from 1 to 1000"),
         ({"model": {"engine": "torch"}}, 'model.engine: must be one of hst, river, got "torch"'),
         ({"model": {"heigth": 3}}, "model.heigth: unknown option"),
+        ({"self_metrics": {"interval": -1}}, "self_metrics.interval: must be a number from 0"),
+        ({"self_metrics": {"interval": 0.05}}, "self_metrics.interval: must be 0 (off) or at"),
+        ({"self_metrics": {"measurement": ""}}, "self_metrics.measurement: must be a non-empty"),
+        ({"self_metrics": {"every": 1}}, "self_metrics.every: unknown option"),
         ({"detection": {"threshold": 1.5}}, "detection.threshold: must be a number from 0 to 1"),
         ({"scaling": {"mode": "fixed"}}, "scaling.mode: fixed limits need an explicit features"),
         (

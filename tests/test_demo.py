@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.reports import metric_lines
+
 ROOT = Path(__file__).resolve().parent.parent
 START_NS = 1_767_225_600_000_000_000
 ADDED = re.compile(
@@ -36,7 +38,8 @@ def test_demo_flags_the_faulty_machine_during_its_fault_only() -> None:
         timeout=120,
     )
     assert result.returncode == 0
-    inputs, outputs = sample.splitlines(), result.stdout.splitlines()
+    inputs = sample.splitlines()
+    outputs = [line.rstrip(b"\n") for line in metric_lines(result.stdout)]
     assert len(outputs) == len(inputs)
     assert [ADDED.sub(b"", line) for line in outputs] == inputs
 
@@ -55,5 +58,5 @@ def test_demo_flags_the_faulty_machine_during_its_fault_only() -> None:
             assert fault_to <= seconds < fault_to + 60, line
     assert in_fault == 300
     assert flagged_in_fault == in_fault
-    assert b"I! hst-processor: 7200 metrics in, 7200 out" in result.stderr
+    assert b"I! hst-processor: 7200 lines in, 7200 out" in result.stderr
     assert result.stderr.count(b"W! alert: ") == 2

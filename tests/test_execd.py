@@ -79,8 +79,7 @@ def test_closing_stdin_stops_cleanly_before_sigterm(harness: ExecdHarness) -> No
     assert result.seconds < 5
     assert harness.unprefixed_stderr() == []
     assert any(
-        line.startswith(b"I! hst-processor: 450 metrics in, 450 out")
-        for line in harness.stderr_lines
+        line.startswith(b"I! hst-processor: 450 lines in, 450 out") for line in harness.stderr_lines
     )
 
 
@@ -115,9 +114,9 @@ def test_bad_input_passes_through_unchanged_and_the_stream_goes_on(
         assert ADDED.sub(b"", good.text) == machine_line(i) + b"\n"
     result = harness.stop()
     assert (result.exit_code, result.needed) == (0, "")
-    summary = [line for line in harness.stderr_lines if b"metrics in" in line][-1]
-    assert b"10 metrics in, 10 out" in summary
-    assert b"3 unparseable, 1 not UTF-8, 1 blank" in summary
+    summary = [line for line in harness.stderr_lines if b"lines in" in line][-1]
+    assert b"10 lines in, 10 out" in summary
+    assert b"5 metrics, 4 unparseable (1 not UTF-8, 0 cut off), 1 blank" in summary
     assert harness.unprefixed_stderr() == []
     warnings = [line for line in harness.stderr_lines if line.startswith(b"W! ")]
     assert any(b"unparseable metric" in line for line in warnings)
@@ -350,8 +349,9 @@ def test_a_line_cut_off_at_the_stop_goes_out_unchanged_and_unlearned(
     assert harness.process.wait(timeout=5) == 0
     harness.join()
     assert harness.read_metric(timeout=1).text == cut  # byte for byte, no newline added
-    summary = [line for line in harness.stderr_lines if b"metrics in" in line][-1]
-    assert b"5 metrics in, 5 out, 0 scored, 0 anomalous, 4 in warm-up" in summary
+    summary = [line for line in harness.stderr_lines if b"lines in" in line][-1]
+    assert b"5 lines in, 5 out: 4 metrics, 1 unparseable (0 not UTF-8, 1 cut off)" in summary
+    assert b"of the metrics 0 scored, 0 anomalous, 4 in warm-up" in summary
     assert b"1 cut off" in summary
 
 

@@ -34,11 +34,20 @@ def test_a_non_numeric_value_is_reported_and_the_last_known_value_kept() -> None
 
 
 def test_a_row_is_a_copy_the_caller_may_extend() -> None:
-    values = LastValues.of(1)
-    row = values.read({"load": 1.0}, ("load",))
+    values = LastValues.of(2)
+    row = values.read({"load": 1.0, "power": 1.0}, ("load", "power"))
     assert row is not None
     row.append(99.0)
-    assert values.read({}, ("load",)) == [1.0]
+    assert values.read({"power": 2.0}, ("load", "power")) == [1.0, 2.0]
+
+
+def test_a_metric_with_none_of_the_fields_has_no_row_and_changes_nothing() -> None:
+    values = LastValues.of(len(INPUTS))
+    assert values.read({"load": 1.0, "power": 2.0, "temp": 3.0}, INPUTS) is not None
+    # Scoring the last values again would count one reading twice: no row.
+    assert values.read({"status": "ok", "load": "high"}, INPUTS) is None
+    assert values.rejected == [("load", "high")]
+    assert values.read({"power": 5.0}, INPUTS) == [1.0, 5.0, 3.0]
 
 
 def test_export_and_restore_round_trip_an_incomplete_series() -> None:

@@ -32,9 +32,11 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+# Outputs are compared line for line: no self-metric reports (tests/test_selfmetrics.py).
+NO_REPORTS = "\nself_metrics: {interval: 0}\n"
 CONFIGS = {
-    "defaults": "measurements: [machine_data]\ngroup_by: [machineID]\n",
-    "demo": (ROOT / "hst-processor.yaml").read_text(),
+    "defaults": "measurements: [machine_data]\ngroup_by: [machineID]\n" + NO_REPORTS,
+    "demo": (ROOT / "hst-processor.yaml").read_text() + NO_REPORTS,
 }
 START_NS = 1_767_225_600_000_000_000
 # Values at and beyond the float limits, and the ones that made derived features overflow.

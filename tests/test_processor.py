@@ -72,7 +72,7 @@ def test_output_minus_additions_is_the_input(lines: list[str], window: int) -> N
     text = "".join(line + "\n" for line in lines)
     output = processor.feed(text) + processor.finish()
     out_lines = output.split("\n")[:-1] if "\n" not in "".join(lines) else None
-    assert processor.stats.metrics_in == processor.stats.metrics_out == len(lines)
+    assert processor.stats.lines_in == processor.stats.lines_out == len(lines)
     assert ADDED.sub("", output) == text
     if out_lines is not None:
         assert len(out_lines) == len(lines)
@@ -103,7 +103,7 @@ def test_final_partial_line_passes_through_unchanged_at_eof() -> None:
     processor = Processor(parse_config({}), Log(io.StringIO()))
     assert processor.feed("m v=1 1\nm v=") == "m,anomaly=warmup v=1 1\n"
     assert processor.finish() == "m v="
-    assert processor.stats.metrics_in == processor.stats.metrics_out == 2
+    assert processor.stats.lines_in == processor.stats.lines_out == 2
 
 
 def test_summary_counts_everything() -> None:
@@ -113,11 +113,13 @@ def test_summary_counts_everything() -> None:
         "detection": {"calibration": "landmarks"},
     }
     processor = Processor(parse_config(config), Log(io.StringIO()))
-    processor.feed("m v=1 1\nm v=2 2\nm v=1 3\nbad\n\n")
+    processor.feed('m v=1 1\nm v=2 2\nm v=1 3\nbad\n\n# a comment\nm s="x" 4\n')
     summary = processor.summary()
-    assert "5 metrics in, 5 out, 1 scored" in summary
-    assert "2 in warm-up, 1 unparseable" in summary
-    assert "1 blank" in summary and "1 series" in summary
+    # Metrics apart from the lines that are not: 7 lines, of which 4 metrics.
+    assert "7 lines in, 7 out: 4 metrics, 1 unparseable (0 not UTF-8, 0 cut off)" in summary
+    assert "1 blank, 1 comments; of the metrics 1 scored, 0 anomalous, 2 in warm-up" in summary
+    assert "1 without a feature field" in summary  # s="x": none of the series' fields
+    assert "4 lines passed through unchanged; 1 series" in summary
 
 
 def test_a_string_held_past_the_bound_lets_its_lines_go_unparsed_each_once(
@@ -134,7 +136,7 @@ def test_a_string_held_past_the_bound_lets_its_lines_go_unparsed_each_once(
     assert not processor.stalled
     assert processor.feed("1 1\n") == "m,anomaly=warmup v=1 1\n"  # the stream goes on
     assert processor.stats.unparseable == len(lines)
-    assert processor.stats.metrics_in == processor.stats.metrics_out == len(lines) + 1
+    assert processor.stats.lines_in == processor.stats.lines_out == len(lines) + 1
     assert "quoted string ran on for" in stderr.getvalue()
 
 
@@ -150,4 +152,5 @@ def test_at_the_end_an_open_string_lets_the_lines_it_held_go_as_its_hold_would()
     processor = Processor(parse_config({}), Log(io.StringIO()))
     assert processor.feed('m s="open\nm v=1 1\nm v=2') == ""
     assert processor.finish() == 'm s="open\nm,anomaly=warmup v=1 1\nm v=2'
-    assert (processor.stats.unparseable, processor.stats.cut_off) == (1, 1)
+    # The released line and the cut-off tail: both unparseable, one of them cut off.
+    assert (processor.stats.unparseable, processor.stats.cut_off) == (2, 1)

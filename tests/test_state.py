@@ -40,6 +40,7 @@ model:
 scaling: {mode: learned}
 alerts: {log: true}
 state: {interval: 0.2}
+self_metrics: {interval: 0}  # outputs are compared line for line; reports: test_selfmetrics
 """
 
 

@@ -103,6 +103,12 @@ def isolation_forest(values: FloatArray, warmup: int = 250) -> Flags:
     return flags + [bool(flag) for flag in later]
 
 
+EXTRAS = {
+    "river HST (defaults)": ("river", "river"),
+    "IsolationForest": ("scikit-learn", "baselines"),
+}
+"""The baselines that need an optional package: the package, and the extra that brings it."""
+
 BASELINES: dict[str, Callable[[FloatArray, int], Flags]] = {
     "static threshold": static_threshold,
     "robust z-score": lambda values, warmup: robust_zscore(values),

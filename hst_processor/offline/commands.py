@@ -13,7 +13,7 @@ from typing import TextIO
 
 from hst_processor.alerts import report_line
 from hst_processor.config import Config
-from hst_processor.errors import ExitCode
+from hst_processor.errors import ExitCode, MissingExtra
 from hst_processor.log import Log
 from hst_processor.offline.labels import FaultLabel
 from hst_processor.times import parse_time
@@ -111,9 +111,8 @@ def run_plot(config: Config, args: argparse.Namespace, log: Log) -> int:
     try:
         # plot.py imports matplotlib only when it draws: ask for it here, before the replay.
         import matplotlib.figure  # noqa: F401
-    except ImportError:
-        log.error("plot needs matplotlib: pip install 'hst-processor[plot]'")
-        return ExitCode.USAGE
+    except ImportError as error:
+        raise MissingExtra("plot", "matplotlib", "plot") from error
     from hst_processor.offline.evaluate import machine_tag_of
     from hst_processor.offline.plot import build_figure, machines_in
     from hst_processor.offline.replay import replay

@@ -29,8 +29,9 @@ from hst_processor.arrays import FloatArray
 from hst_processor.config import Config
 from hst_processor.context import source_of
 from hst_processor.detector import SeriesKey
+from hst_processor.errors import MissingExtra
 from hst_processor.log import Log
-from hst_processor.offline.baselines import BASELINES, Flags
+from hst_processor.offline.baselines import BASELINES, EXTRAS, Flags
 from hst_processor.offline.labels import FaultLabel
 from hst_processor.offline.replay import Replay, Scored, replay
 
@@ -381,7 +382,9 @@ def baseline_alarms(
                 alarms.extend(_alarms_from_flags(flags, series, policy, machine))
         except ImportError as error:
             if log is not None:
-                log.warn(f"evaluate: baseline {name!r} left out: {error.name} is not installed")
+                package, extra = EXTRAS.get(name, (error.name or "a package", "baselines"))
+                missing = MissingExtra(f"baseline {name!r}", package, extra)
+                log.warn(f"evaluate: left out {missing}")
             continue
         results[name] = alarms
     return results

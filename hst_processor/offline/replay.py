@@ -136,7 +136,7 @@ def replay(
         sink.write(tail)
     processor.close()
     result.alerts = collector.events
-    result.metrics_in = processor.stats.metrics_in
+    result.metrics_in = processor.stats.metrics
     for event in result.openings:
         opened = by_key.get((event.measurement, tuple(event.tags.items())))
         if opened is not None:
@@ -145,8 +145,9 @@ def replay(
     return result
 
 
-def progress_bar(total_bytes: int, stream: TextIO = sys.stderr) -> Callable[[int], None] | None:
-    """A tqdm bar over the file's bytes when ``stream`` is a terminal, else None."""
+def progress_bar(total_bytes: int, stream: TextIO | None = None) -> Callable[[int], None] | None:
+    """A tqdm bar over the file's bytes when ``stream`` (stderr now) is a terminal, else None."""
+    stream = stream if stream is not None else sys.stderr
     if not stream.isatty():
         return None
     from tqdm import tqdm

@@ -90,4 +90,6 @@ def test_without_matplotlib_or_with_no_machine_chosen_the_command_says_why(
     env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
     missing = subprocess.run(plot, capture_output=True, text=True, timeout=120, env=env)
     assert missing.returncode == 2
-    assert missing.stderr == "E! plot needs matplotlib: pip install 'hst-processor[plot]'\n"
+    assert missing.stderr == (
+        "E! plot needs matplotlib, which is not installed: pip install 'hst-processor[plot]'\n"
+    )
