@@ -5,7 +5,8 @@ them, and say so: the configs are parsed and cross-checked against each other an
 code (the topics the simulator publishes, the payload it sends, the command and paths the
 processor needs), the shell scripts the containers run are run for real, and the chain
 simulator -> broker -> Telegraf's JSON parser (stand-in) -> the execd command from telegraf.conf
-is driven end to end. Images are not built and containers are not started.
+is driven end to end. Images are not built and containers are not started. Grafana's
+provisioning and dashboards have their own checks: tests/test_dashboard.py.
 """
 
 from __future__ import annotations
