@@ -6,7 +6,7 @@ docker-compose.yml mounts (the dashboards folder, the data source, the token); e
 (panels, annotations, variables) is expanded the way Grafana's InfluxDB SQL data source expands
 it, parsed with a real SQL parser (sqlglot) and resolved against the measurements, tags and
 fields that the simulator and the processor really write, taken from their code and configs;
-the score panel's threshold is the demo config's.
+the score panel's threshold is the demo config's; the alert link opens the machine dashboard.
 Not checked: that Grafana renders the panels, and that InfluxDB 3 (DataFusion) accepts every
 function used; sqlglot reads the queries as PostgreSQL, which DataFusion's SQL follows closely.
 """
@@ -32,6 +32,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
+from hst_processor.alerts import format_link
 from hst_processor.config import Config, load_config
 from simulator.model import FIELDS
 
@@ -599,3 +600,18 @@ def test_the_fleet_dashboard_shows_the_machines_now_and_every_self_metric() -> N
             if counter in read[query.where]:
                 assert f"lag({counter})" in query.sql, f"{query.where}: {counter} plotted raw"
     assert processor.name in " ".join(q.sql for q in fleet)
+
+
+def test_the_alert_link_opens_the_machine_dashboard_on_that_machine(
+    compose: dict[str, Any],
+) -> None:
+    config = demo_config()
+    dashboard = load(MACHINE_DASHBOARD)
+    (variable,) = dashboard["templating"]["list"]
+    (group,) = config.group_by or ()
+    link = format_link(config.alerts.link_template, {group: "machine 2"}, "machine_data")
+    url = urllib.parse.urlsplit(link)
+    assert url.path == f"/d/{dashboard['uid']}"
+    assert urllib.parse.parse_qs(url.query) == {f"var-{variable['name']}": ["machine 2"]}
+    published = compose["services"]["grafana"]["ports"]
+    assert f"127.0.0.1:{url.port}:3000" in published and url.hostname == "localhost"
