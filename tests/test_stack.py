@@ -5,7 +5,8 @@ them, and say so: the configs are parsed and cross-checked against each other an
 code (the topics the simulator publishes, the payload it sends, the command and paths the
 processor needs), the shell scripts the containers run are run for real, and the chain
 simulator -> broker -> Telegraf's JSON parser (stand-in) -> the execd command from telegraf.conf
-is driven end to end. Images are not built and containers are not started.
+is driven end to end. Images are not built and containers are not started. Grafana's
+provisioning and dashboards have their own checks: tests/test_dashboard.py.
 """
 
 from __future__ import annotations
@@ -172,13 +173,16 @@ def test_simulator_to_broker_to_telegraf_parser_to_the_execd_command(
 # --- docker-compose.yml --------------------------------------------------------------------
 
 
-def test_compose_has_the_four_services_with_their_images_and_build_files(
+def test_compose_has_its_services_with_their_images_and_build_files(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert {"mosquitto", "simulator", "telegraf", "influxdb3"} <= set(services)
+    assert {"mosquitto", "simulator", "telegraf", "influxdb3", "grafana"} <= set(services)
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
     assert services["influxdb3"]["image"] == "influxdb:3-core"
+    # Grafana OSS at a pinned major, not latest (the InfluxDB data source has SQL since 10.3).
+    grafana = re.fullmatch(r"grafana/grafana(?:-oss)?:(\d+)(\.\d+)*", services["grafana"]["image"])
+    assert grafana and int(grafana.group(1)) >= 11
     assert services["simulator"]["build"]["dockerfile"] == "simulator/Dockerfile"
     assert services["telegraf"]["build"]["dockerfile"] == "Dockerfile"
     (base,) = re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
@@ -200,6 +204,8 @@ def test_start_order_waits_for_health(compose: dict[str, Any]) -> None:
     telegraf_needs = services["telegraf"]["depends_on"]
     assert telegraf_needs["mosquitto"]["condition"] == "service_healthy"
     assert telegraf_needs["influxdb3"]["condition"] == "service_healthy"
+    grafana_needs = services["grafana"]["depends_on"]
+    assert grafana_needs["influxdb3"]["condition"] == "service_healthy"  # the token is there
     influx_needs = services["influxdb3"]["depends_on"]["influxdb3-token"]["condition"]
     assert influx_needs == "service_completed_successfully"
     serve = services["influxdb3"]["command"]
@@ -339,6 +345,28 @@ def test_the_telegraf_entrypoint_passes_the_token_file_to_telegraf(tmp_path: Pat
     assert "INFLUXDB3_TOKEN=apiv3_abc" in result.stdout.splitlines()
     missing = run_script("docker/telegraf-entrypoint.sh", {**env, "TOKEN_FILE": "/nonexistent"})
     assert missing.returncode == 2 and "no token file" in missing.stderr
+
+
+def test_the_grafana_entrypoint_passes_the_token_file_to_grafana(
+    tmp_path: Path, compose: dict[str, Any]
+) -> None:
+    grafana = compose["services"]["grafana"]
+    script = container_path(compose, "grafana", grafana["entrypoint"][-1])
+    assert script == ROOT / "docker/grafana-entrypoint.sh"
+    assert "influxdb3-token:/var/lib/influxdb3-token:ro" in grafana["volumes"]
+    token_file = tmp_path / "token"
+    token_file.write_text("apiv3_abc\n")
+    env = {"TOKEN_FILE": str(token_file), "GRAFANA_ENTRYPOINT": "env"}
+    result = run_script("docker/grafana-entrypoint.sh", env)
+    assert result.returncode == 0
+    assert "INFLUXDB3_TOKEN=apiv3_abc" in result.stdout.splitlines()
+    assert "apiv3_abc" not in result.stderr
+    given = run_script("docker/grafana-entrypoint.sh", {**env, "INFLUXDB3_TOKEN": "apiv3_given"})
+    assert "INFLUXDB3_TOKEN=apiv3_given" in given.stdout.splitlines()
+    missing = run_script("docker/grafana-entrypoint.sh", {**env, "TOKEN_FILE": "/nonexistent"})
+    assert missing.returncode == 2 and "no token file" in missing.stderr
+    # Without the variable and with the default path, the script reads the volume's file.
+    assert "/var/lib/influxdb3-token/token" in script.read_text()
 
 
 def test_the_mosquitto_health_check_tells_up_from_down(tmp_path: Path) -> None:
