@@ -13,7 +13,6 @@ function used; sqlglot reads the queries as PostgreSQL, which DataFusion's SQL f
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import re
@@ -51,9 +50,9 @@ FLEET_DASHBOARD = GRAFANA / "dashboards" / "fleet.json"
 GRAFANA_BUILTIN = {"type": "grafana", "uid": "-- Grafana --"}
 DIALECT = "postgres"  # DataFusion, InfluxDB 3's SQL engine, follows PostgreSQL's syntax
 
-# Issue 15's self-metrics: measurement hst_processor, tags host and version, and these fields
-# (the dashboard must show each). Counters are cumulative since the process started; the rest
-# are gauges. Which of them the processor writes is read from its code when it is there.
+# The self-metrics the dashboard must show, each: measurement hst_processor, tags host and
+# version, and these fields. Counters are cumulative since the process started; the rest are
+# gauges. That the processor writes them is checked on a real report (``self_metrics()``).
 SELF_METRICS_MEASUREMENT = "hst_processor"
 SELF_METRICS_TAGS = ("host", "version")
 SELF_METRICS_GAUGES = (
@@ -127,60 +126,20 @@ def machine_data() -> Measurement:
 
 @functools.cache
 def self_metrics() -> Measurement:
-    """The processor's report on itself. With hst_processor/selfmetrics.py present, its tags
-    and fields are read from the code (the keys ``report_fields`` writes and the tags of
-    ``SelfReport``); without it, issue 15's list."""
-    source = ROOT / "hst_processor" / "selfmetrics.py"
-    if not source.exists():
-        return Measurement(
-            SELF_METRICS_MEASUREMENT,
-            frozenset(SELF_METRICS_TAGS),
-            frozenset(SELF_METRICS_GAUGES + SELF_METRICS_COUNTERS),
-        )
-    tree = ast.parse(source.read_text())
-    fields: set[str] = set()
-    tags: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name == "report_fields":
-            fields |= _written_keys(node)
-        if (
-            isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Dict)
-            and any(isinstance(t, ast.Attribute) and t.attr == "tags" for t in node.targets)
-        ):
-            tags |= _string_keys(node.value)
-    assert len(fields) >= 10 and tags, "selfmetrics.py: report_fields or the tags not found"
-    from hst_processor import config as config_module
+    """The processor's report on itself, as the processor writes it: the fields of a report
+    on a processor that has run a batch (so the latency gauges are there) and its tags."""
+    import io
 
-    name = getattr(config_module, "SelfMetricsConfig", None)
-    measurement = name.measurement if name is not None else SELF_METRICS_MEASUREMENT
-    return Measurement(measurement, frozenset(tags), frozenset(fields))
+    from hst_processor.config import SelfMetricsConfig, parse_config
+    from hst_processor.log import Log
+    from hst_processor.processor import Processor
+    from hst_processor.selfmetrics import SelfReport, report_fields
 
-
-def _string_keys(node: ast.Dict) -> set[str]:
-    return {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
-
-
-def _written_keys(function: ast.FunctionDef) -> set[str]:
-    """String keys of dict literals, ``x.update(key=...)`` and ``x["key"] = ...``."""
-    keys: set[str] = set()
-    for node in ast.walk(function):
-        if isinstance(node, ast.Dict):
-            keys |= _string_keys(node)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "update"
-        ):
-            keys |= {k.arg for k in node.keywords if k.arg}
-        elif (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.ctx, ast.Store)
-            and isinstance(node.slice, ast.Constant)
-            and isinstance(node.slice.value, str)
-        ):
-            keys.add(node.slice.value)
-    return keys
+    processor = Processor(parse_config({}), Log(io.StringIO()))
+    processor.feed("m v=1 1\n")
+    fields = report_fields(processor, [0.001])
+    report = SelfReport(SelfMetricsConfig(), host="h")
+    return Measurement(SelfMetricsConfig().measurement, frozenset(report.tags), frozenset(fields))
 
 
 # --- Grafana's expansion of a query, and the check of its SQL -------------------------------
@@ -529,7 +488,7 @@ def test_the_query_check_finds_a_real_defect(
         check_query(sql, "time_series", {"machine": "machine1"})
 
 
-def test_the_processors_fields_are_read_from_its_code_or_the_issue() -> None:
+def test_the_processor_writes_every_self_metric_the_dashboard_shows() -> None:
     written = self_metrics()
     assert written.name == SELF_METRICS_MEASUREMENT
     assert set(SELF_METRICS_TAGS) <= written.tags
