@@ -170,15 +170,16 @@ def _number(value: float) -> str:
 def reason_text(reason: FeatureReason, *, name: str | None = None, normal: bool = True) -> str:
     """What one feature said, the one builder every message uses: ``load = 71.5 (normal 60 to
     80)``. ``name`` replaces the feature's name (Slack's escaped bold one); ``normal=False`` is
-    the replay report's short form, the value alone at ``:g`` precision.
+    the replay report's short form, the value alone. Every channel shows a value the same way,
+    to four significant digits.
 
     >>> reason = FeatureReason("load", 71.54321, 60.0, 80.0)
     >>> reason_text(reason), reason_text(reason, normal=False)
-    ('load = 71.54 (normal 60 to 80)', 'load = 71.5432')
+    ('load = 71.54 (normal 60 to 80)', 'load = 71.54')
     """
     shown = reason.name if name is None else name
     if not normal:
-        return f"{shown} = {reason.value:g}"
+        return f"{shown} = {_number(reason.value)}"
     return (
         f"{shown} = {_number(reason.value)} (normal {_number(reason.normal_low)} to "
         f"{_number(reason.normal_high)})"

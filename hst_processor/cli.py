@@ -283,14 +283,19 @@ def _run(
 
 
 def _describe(config: Config) -> str:
+    from hst_processor.features import describe_features
+
+    # The context features are squashed into one fixed box: no scaling option applies.
+    scaling = (
+        "squashed into a fixed box" if config.uses_context else f"{config.scaling.mode} scaling"
+    )
     model = config.model
     measurements = ", ".join(config.measurements) or "all measurements"
     group_by = ", ".join(config.group_by) if config.group_by is not None else "all tags"
-    features = ", ".join(config.features) or "numeric fields of the first metric"
     return (
-        f"scoring {measurements} by {group_by}; features {features}; engine {model.engine} "
+        f"scoring {measurements} by {group_by}; {describe_features(config)}; engine {model.engine} "
         f"({model.n_trees} trees, height {model.height}, window {model.window_size}); "
-        f"{config.scaling.mode} scaling; threshold {config.detection.threshold:g}"
+        f"{scaling}; threshold {config.detection.threshold:g}"
     )
 
 

@@ -22,7 +22,26 @@ from hst_processor.context import ContextFeatures, context_names
 from hst_processor.derived import DerivedState
 from hst_processor.series import Series
 
-__all__ = ["FeaturePlan"]
+__all__ = ["FeaturePlan", "describe_features"]
+
+
+def describe_features(config: Config) -> str:
+    """The fields read and what the trees see, in words, for the start line.
+
+    >>> from hst_processor.config import Config
+    >>> describe_features(Config())
+    "fields read: each series' numeric fields; the trees see each field's deviation and residual"
+    >>> describe_features(Config(features=("load", "power"), context_features=False))
+    'fields read: load, power; the trees see the fields read'
+    """
+    read = ", ".join(config.features) or "each series' numeric fields"
+    if config.uses_context:
+        seen = "each field's deviation and residual"
+    elif config.derived or config.model.features:
+        seen = ", ".join(config.model_features())
+    else:
+        seen = "the fields read"
+    return f"fields read: {read}; the trees see {seen}"
 
 
 class FeaturePlan:

@@ -246,3 +246,34 @@ def test_a_state_file_with_an_offline_command_is_refused(tmp_path: Path) -> None
     code = main(["--state-file", str(tmp_path / "s"), "replay", str(data)], stderr=errors)
     assert code == 2
     assert "--state-file: applies only when scoring stdin, not to replay" in errors.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        (
+            "measurements: [machine_data]\ngroup_by: [machineID]\n",
+            "scoring machine_data by machineID; fields read: each series' numeric fields; "
+            "the trees see each field's deviation and residual; engine hst (10 trees, height 8, "
+            "window 250); squashed into a fixed box; threshold 0.5",
+        ),
+        (
+            (ROOT / "hst-processor.yaml").read_text(),
+            "fields read: load, vibration, power, temperature; the trees see power_residual, "
+            "temperature_repeats, temperature_residual, vibration_residual; engine hst (25 trees",
+        ),
+        (
+            "features: [a, b]\ncontext_features: false\n",
+            "fields read: a, b; the trees see the fields read; engine hst (10 trees, height 8, "
+            "window 250); learned scaling",
+        ),
+    ],
+)
+def test_the_start_line_names_the_fields_read_and_what_the_trees_see(
+    config: str, words: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    code, _, err = run(["--config", str(path)], b"")
+    assert code == 0
+    assert words in err.splitlines()[0]
