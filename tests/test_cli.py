@@ -277,3 +277,19 @@ def test_the_start_line_names_the_fields_read_and_what_the_trees_see(
     code, _, err = run(["--config", str(path)], b"")
     assert code == 0
     assert words in err.splitlines()[0]
+
+
+def test_a_metric_without_any_feature_field_passes_through_unscored_through_the_command(
+    tmp_path: Path,
+) -> None:
+    """It got a score, the last values' again, and taught them to the model a second time."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {window_size: 10}\ndetection: {calibration: landmarks}\n")
+    warm = "".join(f"m,id=a x={i % 7},y={i % 5} {i}\n" for i in range(40))
+    status = 'm,id=a state="running" 40\n'
+    code, out, err = run(["--config", str(config)], (warm + status).encode())
+    assert code == 0
+    lines = out.decode().splitlines(True)
+    assert "anomaly_score=" in lines[-2]  # the series is warmed up and scores
+    assert lines[-1] == status  # the status metric: exactly as it came
+    assert "1 without a feature field" in err

@@ -90,13 +90,19 @@ def build_figure(
                 axis.axvspan(
                     utc_datetime(label.start_ns / 1e9), utc_datetime(end), color=colour, alpha=0.2
                 )
+            # The fault's name above the panel, where no line can cover it, in dark text on
+            # a box of its window's colour (the colour's own text was pale, and a field's
+            # line ran over it).
             values_axis.annotate(
                 label.kind,
                 (utc_datetime(label.start_ns / 1e9), 1.0),
                 xycoords=("data", "axes fraction"),
-                va="top",
+                va="bottom",
                 fontsize="small",
-                color=colour,
+                color="black",
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": colour, "alpha": 0.35, "lw": 0},
+                annotation_clip=False,
+                zorder=10,
             )
         for event in result.alerts:
             if machine_of(event.tags, machine_tag) != machine or event.kind not in (OPEN, RESOLVE):

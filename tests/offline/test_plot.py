@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
 from matplotlib.patches import Rectangle
 
 from hst_processor.config import load_config
@@ -93,3 +95,22 @@ def test_without_matplotlib_or_with_no_machine_chosen_the_command_says_why(
     assert missing.stderr == (
         "E! plot needs matplotlib, which is not installed: pip install 'hst-processor[plot]'\n"
     )
+
+
+def test_a_faults_name_is_dark_and_above_the_panel_where_no_line_covers_it(
+    tmp_path: Path,
+) -> None:
+    data, labels_path = simulated(tmp_path, "machine1:bearing:10m:5m")
+    config = load_config(CONFIG)
+    result = replay(config, data.open(), None, Log(io.StringIO()), keep_records=True)
+    figure = build_figure(result, read_labels(labels_path), (), 0.12, "machineID", ["machine1"])
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # positions are known once drawn
+    values_axis = figure.get_axes()[0]
+    (name,) = [text for text in values_axis.texts if text.get_text() == "bearing"]
+    # Above the axes' top edge: outside the area the fields' lines are drawn in.
+    renderer = canvas.get_renderer()
+    assert name.get_window_extent(renderer).y0 >= values_axis.get_window_extent(renderer).y1 - 1
+    red, green, blue, _ = to_rgba(name.get_color())
+    assert 0.2126 * red + 0.7152 * green + 0.0722 * blue < 0.3  # dark: readable on any shade
+    assert all(name.get_zorder() > line.get_zorder() for line in values_axis.get_lines())
