@@ -1,0 +1,95 @@
+"""Series over N processors: NATS's partition function, and snapshots re-partitioned by it.
+
+Scaled out (``deploy/scale-out/``), NATS maps each machine's subject ``machine.<id>`` into one
+of N partitions with ``{{partition(N, 1)}}``: the FNV-1a 32-bit hash of the ``<id>`` token,
+modulo N. Agent *k* reads partition *k*, so each machine's model lives in exactly one processor
+and its state file. Going from N agents to M is: stop them, re-partition their snapshots by the
+same function (:func:`repartition`, the ``repartition`` command), start M agents. No machine
+warms up again.
+
+>>> nats_partition("machine2", 3)
+0
+>>> [nats_partition(f"machine{n}", 2) for n in range(1, 5)]
+[1, 0, 1, 0]
+>>> hex(nats_partition("foobar", 2**32))  # FNV-1a's published test vector
+'0xbf9cf968'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["PartitionError", "nats_partition", "repartition"]
+
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+
+
+class PartitionError(ValueError):
+    """Snapshots that cannot be re-partitioned, and why."""
+
+
+def nats_partition(token: str, partitions: int) -> int:
+    """The partition NATS's ``{{partition(partitions, 1)}}`` gives a subject whose wildcard
+    token is ``token``: FNV-1a (32 bits) of its UTF-8 bytes, modulo ``partitions``."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    digest = _FNV_OFFSET
+    for byte in token.encode("utf-8"):
+        digest = ((digest ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return digest % partitions
+
+
+def repartition(
+    documents: Sequence[Mapping[str, Any]], tag: str, partitions: int
+) -> list[dict[str, Any]]:
+    """The series of ``documents`` (parsed snapshots of one model configuration) spread over
+    ``partitions`` new ones by ``nats_partition`` of each series' ``tag`` value.
+
+    Each new snapshot keeps the series least recently seen first, as a processor writes them;
+    ``processed`` is the sum of the inputs' (how many metrics the models saw, all together)."""
+    if not documents:
+        raise PartitionError("no snapshot to re-partition")
+    model = documents[0]["model"]
+    for index, document in enumerate(documents[1:], start=1):
+        if document["model"] != model:
+            raise PartitionError(
+                f"snapshot {index + 1} has another model configuration than the first "
+                f"({document['model']} against {model}): they are not partitions of one setup"
+            )
+    series: list[Mapping[str, Any]] = [
+        saved for document in documents for saved in document["series"]
+    ]
+    untagged = [saved for saved in series if tag not in dict(map(tuple, saved["tags"]))]
+    if untagged:
+        raise PartitionError(
+            f"{len(untagged)} series have no tag {tag!r} to partition by "
+            f"(the first: {_describe(untagged[0])})"
+        )
+    seen_keys: set[tuple[Any, ...]] = set()
+    for saved in series:
+        key = (saved["measurement"], tuple(map(tuple, saved["tags"])))
+        if key in seen_keys:
+            raise PartitionError(f"{_describe(saved)} is in more than one snapshot")
+        seen_keys.add(key)
+    # Least recently seen first across all inputs (a series without a timestamp: first).
+    series.sort(key=lambda saved: -1 if saved["last_seen"] is None else saved["last_seen"])
+    spread: list[dict[str, Any]] = [
+        {
+            **{name: value for name, value in documents[0].items() if name != "series"},
+            "saved_at": max(document["saved_at"] for document in documents),
+            "processed": sum(int(document["processed"]) for document in documents),
+            "series": [],
+        }
+        for _ in range(partitions)
+    ]
+    for saved in series:
+        value = dict(map(tuple, saved["tags"]))[tag]
+        spread[nats_partition(value, partitions)]["series"].append(saved)
+    return spread
+
+
+def _describe(saved: Mapping[str, Any]) -> str:
+    tags = ",".join(f"{key}={value}" for key, value in saved["tags"])
+    return f"{saved['measurement']},{tags}" if tags else str(saved["measurement"])
