@@ -6,6 +6,8 @@
     hst-processor check-config FILE                     validate a config file and exit
     hst-processor inspect-state FILE                    show what a state snapshot holds
     hst-processor forget-series FILE TAG=VALUE...       reset the matching series' models
+    hst-processor repartition FILE... --by TAG --partitions M --output PATTERN
+                                                        spread state files over M processors
     hst-processor replay FILE [-o OUT]                  score a file offline, summarise per series
     hst-processor evaluate FILE --labels LABELS         detection against ground truth
     hst-processor plot FILE [--labels LABELS] -o PNG    values, scores, faults and alerts
@@ -18,6 +20,7 @@ reason on stderr and exit code 2; :class:`~hst_processor.errors.ExitCode` is the
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import warnings
@@ -68,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     forget.add_argument("file", metavar="FILE")
     forget.add_argument("match", metavar="TAG=VALUE", nargs="+")
+    spread = commands.add_parser(
+        "repartition",
+        help="spread the series of state files over M new ones, by NATS's partition of a tag",
+    )
+    spread.add_argument("files", metavar="FILE", nargs="+", help="the state files of every agent")
+    spread.add_argument("--by", required=True, metavar="TAG", help="the tag NATS partitions by")
+    spread.add_argument(
+        "--partitions", required=True, type=int, metavar="M", help="how many agents there will be"
+    )
+    spread.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        metavar="PATTERN",
+        help="where each new state file goes; {partition} becomes its number (0 to M-1)",
+    )
     replay = commands.add_parser(
         "replay",
         parents=[with_config],
@@ -154,6 +173,8 @@ def main(
         return _inspect_state(args.file, log)
     if args.command == "forget-series":
         return _forget_series(args.file, args.match, log)
+    if args.command == "repartition":
+        return _repartition(args, log)
     config_path = args.config or os.environ.get(CONFIG_ENV) or None
     try:
         config = load_config(config_path)
@@ -235,11 +256,53 @@ def _forget_series(path: str, matches: list[str], log: Log) -> int:
     except (OSError, StateError) as error:
         log.error(f"forget-series: {path}: {error}")
         return ExitCode.FAILED
+    finally:
+        store.release()  # a caller in the same process may start a processor on it next
     if not removed:
         shown = " ".join(f"{tag}={value}" for tag, value in pairs)
         log.error(f"forget-series: no series in {path} matches {shown}; nothing changed")
         return ExitCode.FAILED
     log.info(f"forgot {removed} series; they start fresh on the next run")
+    return ExitCode.OK
+
+
+def _repartition(args: argparse.Namespace, log: Log) -> int:
+    from hst_processor.partition import PARTITION_FIELD, PartitionError, repartition_files
+    from hst_processor.state import StateStore
+
+    if not 1 <= args.partitions <= 10_000:
+        log.error(f"repartition: --partitions must be from 1 to 10000, got {args.partitions}")
+        return ExitCode.USAGE
+    if PARTITION_FIELD not in args.output:
+        log.error(f"repartition: --output must hold {PARTITION_FIELD}, got {args.output!r}")
+        return ExitCode.USAGE
+    outputs = [args.output.replace(PARTITION_FIELD, str(n)) for n in range(args.partitions)]
+    # No processor may run on a file read or written: its next save would undo this.
+    locks: list[StateStore] = []
+    quiet = Log(io.StringIO())  # the store's own words are about a running processor
+    try:
+        for path in dict.fromkeys([*args.files, *outputs]):
+            store = StateStore(path, interval=0, log=quiet)
+            if not store.acquire():
+                log.error(f"repartition: stop the processor that uses {path} first")
+                return ExitCode.FAILED
+            locks.append(store)
+        written = repartition_files([Path(f) for f in args.files], args.by, args.partitions,
+                                    args.output)  # fmt: skip
+    except PartitionError as error:
+        log.error(f"repartition: {error}; nothing written")
+        return ExitCode.FAILED
+    except OSError as error:
+        log.error(f"repartition: {error.filename}: {error.strerror}")
+        return ExitCode.FAILED
+    finally:
+        for store in locks:
+            store.release()
+    for path, count in written:
+        log.info(f"{path}: {count} series")
+    left = sorted(set(args.files) - set(outputs))
+    if left:
+        log.info(f"not a partition any more, remove once the new agents run: {' '.join(left)}")
     return ExitCode.OK
 
 

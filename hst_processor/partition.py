@@ -18,9 +18,21 @@ warms up again.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["PartitionError", "nats_partition", "repartition"]
+import msgpack
+
+__all__ = [
+    "PARTITION_FIELD",
+    "PartitionError",
+    "nats_partition",
+    "repartition",
+    "repartition_files",
+]
+
+PARTITION_FIELD = "{partition}"
+"""Where an output pattern of :func:`repartition_files` takes the partition's number."""
 
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
@@ -93,3 +105,28 @@ def repartition(
 def _describe(saved: Mapping[str, Any]) -> str:
     tags = ",".join(f"{key}={value}" for key, value in saved["tags"])
     return f"{saved['measurement']},{tags}" if tags else str(saved["measurement"])
+
+
+def repartition_files(
+    inputs: Sequence[Path], tag: str, partitions: int, pattern: str
+) -> list[tuple[Path, int]]:
+    """Re-partition snapshot files: read and check every input, then write one snapshot per
+    partition to ``pattern`` (``{partition}`` becomes 0 to ``partitions`` - 1); return each
+    output with its number of series. Nothing is written unless every input is good; each
+    output is replaced atomically, so an input may also be an output."""
+    from hst_processor.state import StateError, parse, read_snapshot, write_atomic
+
+    if PARTITION_FIELD not in pattern:
+        raise PartitionError(f"the output {pattern!r} must hold {PARTITION_FIELD}")
+    documents = []
+    for path in inputs:
+        try:
+            documents.append(parse(read_snapshot(path)))
+        except StateError as error:
+            raise PartitionError(f"{path}: {error}") from None
+    spread = repartition(documents, tag, partitions)
+    outputs = [Path(pattern.replace(PARTITION_FIELD, str(index))) for index in range(partitions)]
+    encoded = [msgpack.packb(document, use_bin_type=True) for document in spread]
+    for path, data in zip(outputs, encoded, strict=True):
+        write_atomic(path, data)
+    return [(path, len(document["series"])) for path, document in zip(outputs, spread, strict=True)]

@@ -657,6 +657,14 @@ class StateStore:
             self.log.info(f"state file {self.path}: locked, persisting from now on")
         return True
 
+    def release(self) -> None:
+        """Let the lock go (a tool that edits the file in process, and is done with it); a
+        processor keeps it for its whole life instead."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing it releases the record lock
+            self._lock_fd = None
+        self.enabled = False
+
     def _may_save(self) -> bool:
         """Whether saves can go on: the lock is ours, or could be taken now."""
         return self.enabled or (self._retry and self.acquire(retrying=True))

@@ -115,6 +115,20 @@ def test_output_is_influxdb3_core_with_token_and_database_from_the_environment(
     assert "# [[outputs.influxdb_v2]]" in (ROOT / "telegraf.conf").read_text()
 
 
+def test_the_processors_self_metrics_reach_the_output(telegraf: dict[str, Any]) -> None:
+    """The processor's reports (measurement hst_processor) leave it among the metrics; no
+    filter between it and InfluxDB may keep them out, nor a processor after it."""
+    from hst_processor.config import load_config
+
+    measurement = load_config(ROOT / "hst-processor.yaml").self_metrics.measurement
+    (output,) = telegraf["outputs"]["influxdb_v3"]
+    filters = ("namepass", "namedrop", "tagpass", "tagdrop", "fieldpass", "fielddrop")
+    assert not any(name in output for name in filters)
+    assert list(telegraf["processors"]) == ["execd"]  # nothing after it to drop them
+    assert load_config(ROOT / "hst-processor.yaml").self_metrics.interval > 0
+    assert measurement == "hst_processor"
+
+
 # --- the chain, with a Telegraf stand-in -----------------------------------------------------
 
 
