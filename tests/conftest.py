@@ -17,7 +17,7 @@ settings.register_profile("default", deadline=None)
 settings.load_profile("default")
 
 # What the tests import from the ``test`` extra (pyproject.toml), by import name.
-TEST_EXTRA = ("river", "paho.mqtt", "flask", "playwright", "matplotlib", "sklearn")
+TEST_EXTRA = ("river", "paho.mqtt", "nats", "flask", "playwright", "matplotlib", "sklearn")
 
 
 def missing_test_extra() -> list[str]:
