@@ -423,6 +423,7 @@ async def read_partitions(
 
 @pytest.fixture(scope="module")
 def delivery(tmp_path_factory: pytest.TempPathFactory) -> Delivery:
+    binary = nats_server_binary()
     directory = tmp_path_factory.mktemp("nats")
     ports = Ports(free_port(), free_port(), free_port())
     config = test_nats_config(directory, ports)
@@ -432,13 +433,12 @@ def delivery(tmp_path_factory: pytest.TempPathFactory) -> Delivery:
     config_diff = [(a, b) for a, b in zip(shipped_lines, our_lines, strict=True) if a != b]
     _, partitions = nats_mapping(config.read_text())
     log = (directory / "nats-server.log").open("wb")
-    server = subprocess.Popen([nats_server_binary(), "-c", str(config)], stdout=log, stderr=log)
+    server = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=log)
     try:
         for port in (ports.client, ports.mqtt, ports.http):
             try:
                 wait_for_port(port, timeout=30)
             except TimeoutError:
-                log.flush()
                 pytest.fail(
                     f"nats-server did not start: {(directory / 'nats-server.log').read_text()}"
                 )
