@@ -16,6 +16,6 @@ RUN python3 -m venv /opt/hst-processor \
 # Model state: a named volume mounted here starts with this directory's owner.
 RUN mkdir -p /var/lib/hst-processor && chown telegraf:telegraf /var/lib/hst-processor
 
-COPY docker/telegraf-entrypoint.sh /usr/local/bin/telegraf-entrypoint.sh
-ENTRYPOINT ["/usr/local/bin/telegraf-entrypoint.sh"]
+COPY docker/with-influxdb3-token.sh /usr/local/bin/with-influxdb3-token.sh
+ENTRYPOINT ["/usr/local/bin/with-influxdb3-token.sh", "/entrypoint.sh"]
 CMD ["telegraf"]

@@ -406,7 +406,7 @@ def test_the_data_source_is_influxdb3_in_sql_mode_with_database_and_token_from_t
     # The token: a variable, never a value; Grafana's entrypoint exports it (test_stack.py runs
     # that script) from the token volume, which compose mounts where the script reads it.
     (token,) = re.findall(r"^\$\{(\w+)\}$", source["secureJsonData"]["token"])
-    entrypoint = (ROOT / "docker" / "grafana-entrypoint.sh").read_text()
+    entrypoint = (ROOT / "docker" / "with-influxdb3-token.sh").read_text()
     assert f"export {token}" in entrypoint
     assert token not in grafana_env
     assert mounts(compose, "grafana")["/var/lib/influxdb3-token"] == "influxdb3-token"
@@ -428,7 +428,9 @@ def test_the_provisioning_and_dashboards_are_mounted_where_grafana_reads_them(
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert repo_path_at(compose, "grafana", home) == FLEET_DASHBOARD
     entrypoint = grafana["entrypoint"]
-    assert repo_path_at(compose, "grafana", entrypoint[-1]) == ROOT / "docker/grafana-entrypoint.sh"
+    assert (
+        repo_path_at(compose, "grafana", entrypoint[1]) == ROOT / "docker/with-influxdb3-token.sh"
+    )
     # Every folder of grafana/ that holds files Grafana reads is mounted.
     mounted = {ROOT / s for s in mounts(compose, "grafana").values() if s.startswith("./")}
     for folder in {p.parent for p in GRAFANA.rglob("*") if p.suffix in (".json", ".yaml")}:

@@ -350,37 +350,37 @@ def test_a_token_from_env_is_used_and_a_malformed_one_refused(tmp_path: Path) ->
     assert not (tmp_path / "b" / "token").exists()
 
 
-def test_the_telegraf_entrypoint_passes_the_token_file_to_telegraf(tmp_path: Path) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("apiv3_abc\n")
-    env = {"TOKEN_FILE": str(token_file), "TELEGRAF_ENTRYPOINT": "env"}
-    result = run_script("docker/telegraf-entrypoint.sh", env)
-    assert result.returncode == 0
-    assert "INFLUXDB3_TOKEN=apiv3_abc" in result.stdout.splitlines()
-    missing = run_script("docker/telegraf-entrypoint.sh", {**env, "TOKEN_FILE": "/nonexistent"})
-    assert missing.returncode == 2 and "no token file" in missing.stderr
+TOKEN_SCRIPT = "docker/with-influxdb3-token.sh"
 
 
-def test_the_grafana_entrypoint_passes_the_token_file_to_grafana(
-    tmp_path: Path, compose: dict[str, Any]
-) -> None:
-    grafana = compose["services"]["grafana"]
-    script = container_path(compose, "grafana", grafana["entrypoint"][-1])
-    assert script == ROOT / "docker/grafana-entrypoint.sh"
-    assert "influxdb3-token:/var/lib/influxdb3-token:ro" in grafana["volumes"]
+def test_the_token_entrypoint_hands_the_token_file_to_the_command_it_runs(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("apiv3_abc\n")
-    env = {"TOKEN_FILE": str(token_file), "GRAFANA_ENTRYPOINT": "env"}
-    result = run_script("docker/grafana-entrypoint.sh", env)
+    env = {"TOKEN_FILE": str(token_file)}
+    result = run_script(TOKEN_SCRIPT, env, "env")
     assert result.returncode == 0
     assert "INFLUXDB3_TOKEN=apiv3_abc" in result.stdout.splitlines()
     assert "apiv3_abc" not in result.stderr
-    given = run_script("docker/grafana-entrypoint.sh", {**env, "INFLUXDB3_TOKEN": "apiv3_given"})
+    given = run_script(TOKEN_SCRIPT, {**env, "INFLUXDB3_TOKEN": "apiv3_given"}, "env")
     assert "INFLUXDB3_TOKEN=apiv3_given" in given.stdout.splitlines()
-    missing = run_script("docker/grafana-entrypoint.sh", {**env, "TOKEN_FILE": "/nonexistent"})
+    missing = run_script(TOKEN_SCRIPT, {"TOKEN_FILE": "/nonexistent"}, "env")
     assert missing.returncode == 2 and "no token file" in missing.stderr
+    nothing = run_script(TOKEN_SCRIPT, env)
+    assert nothing.returncode == 2 and "no command to run" in nothing.stderr
     # Without the variable and with the default path, the script reads the volume's file.
-    assert "/var/lib/influxdb3-token/token" in script.read_text()
+    assert "/var/lib/influxdb3-token/token" in (ROOT / TOKEN_SCRIPT).read_text()
+
+
+def test_telegraf_and_grafana_start_through_the_token_entrypoint(compose: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"COPY {TOKEN_SCRIPT} /usr/local/bin/with-influxdb3-token.sh" in dockerfile
+    # Telegraf's image: the official entrypoint next, which drops root.
+    assert 'ENTRYPOINT ["/usr/local/bin/with-influxdb3-token.sh", "/entrypoint.sh"]' in dockerfile
+    grafana = compose["services"]["grafana"]
+    shell, script, command = grafana["entrypoint"]
+    assert (shell, command) == ("/bin/sh", "/run.sh")  # Grafana's own entrypoint next
+    assert container_path(compose, "grafana", script) == ROOT / TOKEN_SCRIPT
+    assert "influxdb3-token:/var/lib/influxdb3-token:ro" in grafana["volumes"]
 
 
 def test_the_mosquitto_health_check_tells_up_from_down(tmp_path: Path) -> None:
