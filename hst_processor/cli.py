@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 CONFIG_ENV = "HST_PROCESSOR_CONFIG"
+MAX_PARTITIONS = 1000  # each file is locked while repartition works: two per partition at most
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -267,43 +268,74 @@ def _forget_series(path: str, matches: list[str], log: Log) -> int:
 
 
 def _repartition(args: argparse.Namespace, log: Log) -> int:
-    from hst_processor.partition import PARTITION_FIELD, PartitionError, repartition_files
-    from hst_processor.state import StateStore
+    from hst_processor.partition import PARTITION_FIELD, partition_paths
 
-    if not 1 <= args.partitions <= 10_000:
-        log.error(f"repartition: --partitions must be from 1 to 10000, got {args.partitions}")
+    if not 1 <= args.partitions <= MAX_PARTITIONS:
+        log.error(
+            f"repartition: --partitions must be from 1 to {MAX_PARTITIONS}, got {args.partitions}"
+        )
         return ExitCode.USAGE
     if PARTITION_FIELD not in args.output:
         log.error(f"repartition: --output must hold {PARTITION_FIELD}, got {args.output!r}")
         return ExitCode.USAGE
-    outputs = [args.output.replace(PARTITION_FIELD, str(n)) for n in range(args.partitions)]
-    # No processor may run on a file read or written: its next save would undo this.
-    locks: list[StateStore] = []
+    outputs = partition_paths(args.output, args.partitions)
+    for path in [Path(name) for name in args.files]:
+        if not path.is_file():
+            log.error(f"repartition: {path}: {'not a file' if path.exists() else 'no such file'}")
+            return ExitCode.FAILED
+    for folder in dict.fromkeys(path.parent for path in outputs):
+        if not folder.is_dir():
+            log.error(f"repartition: the output folder {folder} does not exist")
+            return ExitCode.FAILED
+    code = _repartition_locked([Path(name) for name in args.files], outputs, args, log)
+    if code == ExitCode.OK:
+        written = {os.path.realpath(path) for path in outputs}
+        left = [name for name in args.files if os.path.realpath(name) not in written]
+        if left:
+            log.info(f"not a partition any more, remove once the new agents run: {' '.join(left)}")
+    return code
+
+
+def _repartition_locked(
+    inputs: list[Path], outputs: list[Path], args: argparse.Namespace, log: Log
+) -> int:
+    """The files locked, as a processor locks its own, while they are read and written: no
+    processor may run on any of them (its next save would undo the work)."""
+    from hst_processor.partition import PartitionError, repartition_files
+    from hst_processor.state import StateStore
+
     quiet = Log(io.StringIO())  # the store's own words are about a running processor
+    locks: list[StateStore] = []
+    created: list[Path] = []  # lock files this command made, removed again if it writes nothing
+    code = ExitCode.FAILED
     try:
-        for path in dict.fromkeys([*args.files, *outputs]):
-            store = StateStore(path, interval=0, log=quiet)
+        for real in dict.fromkeys(os.path.realpath(path) for path in [*inputs, *outputs]):
+            lock = Path(real + ".lock")
+            if not lock.exists():
+                created.append(lock)
+            store = StateStore(real, interval=0, log=quiet)
             if not store.acquire():
-                log.error(f"repartition: stop the processor that uses {path} first")
-                return ExitCode.FAILED
+                log.error(f"repartition: stop the processor that uses {real} first")
+                return code
             locks.append(store)
-        written = repartition_files([Path(f) for f in args.files], args.by, args.partitions,
-                                    args.output)  # fmt: skip
+        written = repartition_files(inputs, args.by, args.partitions, args.output)
+        code = ExitCode.OK
     except PartitionError as error:
         log.error(f"repartition: {error}; nothing written")
-        return ExitCode.FAILED
+        return code
     except OSError as error:
-        log.error(f"repartition: {error.filename}: {error.strerror}")
-        return ExitCode.FAILED
+        where = error.filename if isinstance(error.filename, str) else "a state file"
+        log.error(f"repartition: {where}: {error.strerror}; nothing written")
+        return code
     finally:
         for store in locks:
             store.release()
+        if code != ExitCode.OK:
+            for lock in created:
+                lock.unlink(missing_ok=True)
     for path, count in written:
         log.info(f"{path}: {count} series")
-    left = sorted(set(args.files) - set(outputs))
-    if left:
-        log.info(f"not a partition any more, remove once the new agents run: {' '.join(left)}")
-    return ExitCode.OK
+    return code
 
 
 def _run(

@@ -17,6 +17,7 @@ warms up again.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "PARTITION_FIELD",
     "PartitionError",
     "nats_partition",
+    "partition_paths",
     "repartition",
     "repartition_files",
 ]
@@ -112,21 +114,34 @@ def repartition_files(
 ) -> list[tuple[Path, int]]:
     """Re-partition snapshot files: read and check every input, then write one snapshot per
     partition to ``pattern`` (``{partition}`` becomes 0 to ``partitions`` - 1); return each
-    output with its number of series. Nothing is written unless every input is good; each
-    output is replaced atomically, so an input may also be an output."""
-    from hst_processor.state import StateError, parse, read_snapshot, write_atomic
+    output with its number of series. Nothing is written unless every input is good, and no
+    output replaces its file unless every output could be written in full, so an input may
+    also be an output (the documented way: the agents' files, in place)."""
+    from hst_processor.state import StateError, parse, read_snapshot, write_all_atomic
 
     if PARTITION_FIELD not in pattern:
         raise PartitionError(f"the output {pattern!r} must hold {PARTITION_FIELD}")
+    seen: dict[str, Path] = {}
+    for path in inputs:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise PartitionError(f"{path} is given twice (as {seen[real]} too)")
+        seen[real] = path
     documents = []
     for path in inputs:
         try:
             documents.append(parse(read_snapshot(path)))
         except StateError as error:
             raise PartitionError(f"{path}: {error}") from None
+        except OSError as error:
+            raise PartitionError(f"{path}: {error.strerror}") from None
     spread = repartition(documents, tag, partitions)
-    outputs = [Path(pattern.replace(PARTITION_FIELD, str(index))) for index in range(partitions)]
+    outputs = partition_paths(pattern, partitions)
     encoded = [msgpack.packb(document, use_bin_type=True) for document in spread]
-    for path, data in zip(outputs, encoded, strict=True):
-        write_atomic(path, data)
+    write_all_atomic(list(zip(outputs, encoded, strict=True)))
     return [(path, len(document["series"])) for path, document in zip(outputs, spread, strict=True)]
+
+
+def partition_paths(pattern: str, partitions: int) -> list[Path]:
+    """The file of each partition: ``pattern`` with ``{partition}`` its number."""
+    return [Path(pattern.replace(PARTITION_FIELD, str(index))) for index in range(partitions)]

@@ -34,7 +34,7 @@ import secrets
 import signal
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,8 @@ __all__ = [
     "read_snapshot",
     "restore",
     "snapshot",
+    "write_all_atomic",
+    "write_atomic",
 ]
 
 FORMAT = "hst-processor-state"
@@ -537,21 +539,46 @@ def describe(document: Mapping[str, Any], window_size: int | None = None) -> str
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a reader, or a crash, sees the old or the new
     file, never a mix."""
-    descriptor, temporary = _create_temporary(path)
+    write_all_atomic([(path, data)])
+
+
+def write_all_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Replace several files, each atomically, and none unless every one could be written in
+    full: all are written and synced beside their targets first, then renamed over them (a
+    rename within a directory does not run out of room). An ``OSError`` names the target."""
+    for path, _ in files:  # what no rename can replace, found before any file is touched
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a directory is in the way", str(path))
+    written: list[tuple[Path, Path]] = []
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)  # renames the name itself: a link at ``path`` is replaced
+        for path, data in files:
+            try:
+                descriptor, temporary = _create_temporary(path)
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, str(path)) from None
+            written.append((temporary, path))
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, str(path)) from None
+        for temporary, path in written:
+            try:  # renames the name itself: a link at ``path`` is replaced
+                os.replace(temporary, path)
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, str(path)) from None
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    for parent in dict.fromkeys(path.parent for _, path in written):
+        directory = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:

@@ -177,6 +177,7 @@ def test_repartition_refuses_an_output_without_the_partition_and_a_file_in_use(
     config = tmp_path / "c.yaml"
     config.write_text("self_metrics: {interval: 0}\n")
     state = tmp_path / "s.msgpack"
+    score(config, [b"m,id=a v=1 1\n"], state)  # a state file, saved at the end
     script = shutil.which("hst-processor")
     assert script is not None
     running = subprocess.Popen(
@@ -199,3 +200,90 @@ def test_repartition_refuses_an_output_without_the_partition_and_a_file_in_use(
     finally:
         running.stdin.close()  # type: ignore[union-attr]
         running.wait(timeout=30)
+
+
+@pytest.fixture
+def three_files(stream: list[bytes], tmp_path: Path) -> list[Path]:
+    """Three agents' state files, after their share of the stream's first 3,000 metrics."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    files = [tmp_path / f"s{k}.msgpack" for k in range(3)]
+    for k, lines in enumerate(shards(stream[:3_000], 3)):
+        score(config, lines, files[k])
+    return files
+
+
+def repartition_command(*args: str) -> tuple[int, str]:
+    errors = io.StringIO()
+    code = main(["repartition", *args], stderr=errors)
+    return code, errors.getvalue()
+
+
+def test_in_place_an_output_that_cannot_be_written_replaces_no_file(
+    three_files: list[Path], tmp_path: Path
+) -> None:
+    """It replaced the outputs one by one: the first ones overwrote their inputs, and the
+    machines of the partition that failed were in no file any more."""
+    before = [path.read_bytes() for path in three_files]
+    (tmp_path / "s3.msgpack").mkdir()  # in the way of partition 3
+    pattern = str(tmp_path / "s{partition}.msgpack")
+    files = [str(path) for path in three_files]
+    code, errors = repartition_command(*files, "--by", "machineID", "--partitions", "4", "-o",
+                                       pattern)  # fmt: skip
+    assert code == 1 and f"{tmp_path / 's3.msgpack'}:" in errors and "nothing written" in errors
+    assert [path.read_bytes() for path in three_files] == before
+    (tmp_path / "s3.msgpack").rmdir()
+    code, errors = repartition_command(*files, "--by", "machineID", "--partitions", "4", "-o",
+                                       pattern)  # fmt: skip
+    assert code == 0, errors
+    counts = [len(parse((tmp_path / f"s{k}.msgpack").read_bytes())["series"]) for k in range(4)]
+    assert sum(counts) == MACHINES
+
+
+def test_the_files_to_remove_are_never_the_new_ones_however_they_are_written(
+    three_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, errors = repartition_command(
+        "./s0.msgpack", str(tmp_path / "s1.msgpack"), "s2.msgpack",
+        "--by", "machineID", "--partitions", "2", "-o", "s{partition}.msgpack",
+    )  # fmt: skip
+    assert code == 0, errors
+    (advice,) = [line for line in errors.splitlines() if "remove once" in line]
+    assert advice.endswith(": s2.msgpack")  # s0 and s1 are the new partitions 0 and 1
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (None, ["missing.msgpack"], "missing.msgpack: no such file"),
+        ("dir", ["adir"], "adir: not a file"),
+        (None, ["s0.msgpack", "./s0.msgpack"], "s0.msgpack is given twice"),
+    ],
+)
+def test_bad_inputs_say_what_is_wrong_write_nothing_and_leave_no_lock_behind(
+    three_files: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make: str | None,
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if make == "dir":
+        (tmp_path / "adir").mkdir()
+    locks = set(tmp_path.glob("*.lock"))
+    code, errors = repartition_command(
+        *args, "--by", "machineID", "--partitions", "2", "-o", "new-{partition}.msgpack"
+    )
+    assert code == 1 and message in errors, errors
+    assert not list(tmp_path.glob("new-*"))
+    assert set(tmp_path.glob("*.lock")) == locks
+
+
+def test_a_missing_output_folder_is_named(three_files: list[Path], tmp_path: Path) -> None:
+    code, errors = repartition_command(
+        str(three_files[0]), "--by", "machineID", "--partitions", "2",
+        "-o", str(tmp_path / "nowhere" / "s{partition}.msgpack"),
+    )  # fmt: skip
+    assert code == 1 and f"the output folder {tmp_path / 'nowhere'} does not exist" in errors
