@@ -216,10 +216,12 @@ def _dispatch(
 
 def _check_config(path: str, log: Log) -> int:
     from hst_processor.config import load_config
+    from hst_processor.engine import require_engine
 
     try:
         config = load_config(path)
-    except ConfigError as error:
+        require_engine(config.model.engine)  # what the run would refuse, refused here too
+    except (ConfigError, MissingExtra) as error:
         log.error(f"config error: {error}")
         return ExitCode.USAGE
     log.info(f"{path}: OK ({_describe(config)})")

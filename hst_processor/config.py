@@ -540,12 +540,10 @@ def _self_metrics(section: Any) -> SelfMetricsConfig:
         raise ConfigError(
             "self_metrics.interval", f"must be 0 (off) or at least 0.1, got {interval:g}"
         )
-    return SelfMetricsConfig(
-        interval=interval,
-        measurement=_identifier(
-            section, "measurement", SelfMetricsConfig.measurement, "self_metrics"
-        ),
-    )
+    measurement = _identifier(section, "measurement", SelfMetricsConfig.measurement, "self_metrics")
+    if measurement.startswith("#"):  # the report would be a comment, which Telegraf skips
+        raise ConfigError("self_metrics.measurement", "must not start with #")
+    return SelfMetricsConfig(interval=interval, measurement=measurement)
 
 
 def _limits(section: Any) -> LimitsConfig:

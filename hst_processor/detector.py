@@ -76,7 +76,7 @@ class Counters:
     scored: int = 0
     anomalous: int = 0
     warmup: int = 0
-    not_scored: int = 0  # a configured feature never seen yet
+    not_scored: int = 0  # a field not seen yet; no room for a new series
     no_fields: int = 0  # a metric with none of its series' fields as a number
     already_scored: int = 0
     non_numeric: int = 0
@@ -120,6 +120,7 @@ class Detector:
         self.table = SeriesTable(config, log)
         self.keys = SeriesKeys(config.group_by, config.output.tag, config.limits.max_key_bytes)
         self._scored_measurements = frozenset(config.measurements)
+        self._reports = config.self_metrics.measurement
         self._own_fields = {config.output.score_field, config.output.raw_score_field} - {""}
         self._warmup = Verdict(config.output.warmup_value)
         self._features = FeaturePlan(config)
@@ -164,18 +165,17 @@ class Detector:
             if metric is None or not self._is_scored(metric):
                 continue
             series = self._series_for(metric)
-            if series is None:
-                self.counters.not_scored += 1
+            if series is None:  # counted by why (no numeric field, a key too long, no room)
                 continue
             series.last_seen = metric.timestamp
             row = series.fields.read(metric.fields, series.inputs)
             if series.fields.rejected:
                 self._warn_non_numeric(series)
-            if row is None:  # a field not seen yet, or none of them in this metric
-                if series.fields.complete:
-                    self.counters.no_fields += 1
-                else:
+            if row is None:  # none of the fields in this metric, or one not seen yet
+                if series.fields.fresh:
                     self.counters.not_scored += 1
+                else:
+                    self.counters.no_fields += 1
                 continue
             rows = self._features.rows(series, row)
             if not rows:  # a feature still gathers its history
@@ -198,6 +198,8 @@ class Detector:
     def _is_scored(self, metric: Metric) -> bool:
         if self._scored_measurements and metric.measurement not in self._scored_measurements:
             return False
+        if metric.measurement == self._reports:
+            return False  # a processor's report on itself (a second instance's, or a replay's)
         output = self.config.output
         if output.tag in metric.tags or output.score_field in metric.fields:
             # Telegraf runs processors twice when aggregators are configured: a metric we
@@ -221,6 +223,7 @@ class Detector:
             if is_numeric(value) and name not in self._own_fields
         )
         if not features:
+            self.counters.no_fields += 1
             self.log.warn_repeated(
                 "no-features",
                 f"{describe_series(key)} has no numeric field to score; passed through",
@@ -232,6 +235,7 @@ class Detector:
             return None
         footprint = self.table.new_series_bytes(key, len(raw), features)
         if not self._make_room(footprint):
+            self.counters.not_scored += 1
             return None
         series = self._new_series(key, features, raw, self.engine(features).new_masses())
         series.footprint = footprint

@@ -37,6 +37,7 @@ class LastValues:
     complete: bool = False  # every field has been seen at least once
     # The fields of the last read that were not numbers, with their values (for a warning).
     rejected: list[tuple[str, Any]] = field(default_factory=list, compare=False)
+    fresh: int = field(default=0, compare=False)  # numbers the last read found
 
     @classmethod
     def of(cls, count: int) -> LastValues:
@@ -63,6 +64,7 @@ class LastValues:
                 fresh += 1
             else:
                 self.rejected.append((name, value))
+        self.fresh = fresh
         if not fresh:
             return None
         if not self.complete:

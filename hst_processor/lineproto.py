@@ -588,8 +588,10 @@ def format_metric(
     >>> print(format_metric("hst processor", {"host": "gw-1"}, {"n": 3, "p99_ms": 1.5}, 7), end="")
     hst\\ processor,host=gw-1 n=3i,p99_ms=1.5 7
     """
+    # A tag ending in a backslash would escape the separator after it: it loses that end.
+    trimmed = {key.rstrip("\\"): value.rstrip("\\") for key, value in tags.items()}
     tag_text = "".join(
-        f",{escape_tag(key)}={escape_tag(value)}" for key, value in sorted(tags.items()) if value
+        f",{escape_tag(key)}={escape_tag(value)}" for key, value in sorted(trimmed.items()) if value
     )
     field_texts = []
     for key, value in fields.items():

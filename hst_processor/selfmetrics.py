@@ -82,8 +82,9 @@ class SelfReport:
     def take(self, processor: Processor) -> str:
         """The report now, as one line; the next is due one interval later."""
         now = self._clock()
-        # A late report (a long batch) does not bring the next one closer.
-        self._next = max(self._next + self.config.interval, now)
+        # A late report (a long batch) does not bring the next one closer: at least one
+        # interval after this one.
+        self._next = max(self._next, now) + self.config.interval
         fields = report_fields(processor, list(self._latencies))
         self._latencies.clear()
         return self.format(fields, time.time_ns())

@@ -612,7 +612,7 @@ class SaveCounters:
 
     saves: int = 0
     failed: int = 0
-    last_seconds: float = 0.0  # the last save that succeeded: from its start to its file
+    last_seconds: float = 0.0  # the last save that succeeded: from its start to its end
     last_bytes: int = 0
 
 
@@ -761,6 +761,7 @@ class StateStore:
             os.close(0)
             os.close(1)  # Telegraf must see our stdout close when the parent exits
             write_atomic(self.path, snapshot(detector, processed))
+            os.utime(self.path)  # the save's end, synced and renamed: the parent dates it by it
             return 0
         except OSError as error:
             return error.errno if error.errno in _SAVE_FAILED else 1
@@ -792,6 +793,7 @@ class StateStore:
         started = time.time()
         try:
             write_atomic(self.path, snapshot(detector, processed))
+            os.utime(self.path)  # the save's end, as a forked save stamps it
         except OSError as error:
             self.counters.failed += 1
             self.log.warn(f"could not save state to {self.path}: {error.strerror}")
@@ -802,8 +804,9 @@ class StateStore:
             self._count_save(started)
 
     def _count_save(self, started: float) -> None:
-        """A save went through: its size, and its duration up to the file's last write (a
-        forked save is reaped only between batches, later than it ended)."""
+        """A save went through: its size, and its duration up to the time its file was
+        stamped with at its end, synced and renamed (a forked save is reaped only between
+        batches, later than it ended)."""
         self.counters.saves += 1
         try:
             written = os.stat(self.path)

@@ -50,6 +50,7 @@ LOAD_POWER = {"features": ["load", "power"]}
         ({"self_metrics": {"interval": 0.05}}, "self_metrics.interval: must be 0 (off) or at"),
         ({"self_metrics": {"measurement": ""}}, "self_metrics.measurement: must be a non-empty"),
         ({"self_metrics": {"every": 1}}, "self_metrics.every: unknown option"),
+        ({"self_metrics": {"measurement": "#hst"}}, "self_metrics.measurement: must not start"),
         ({"detection": {"threshold": 1.5}}, "detection.threshold: must be a number from 0 to 1"),
         ({"scaling": {"mode": "fixed"}}, "scaling.mode: fixed limits need an explicit features"),
         (

@@ -104,3 +104,10 @@ def test_the_simulator_without_its_extra_says_which_to_install(
     assert code == 2 and "Traceback" not in stderr
     assert stderr.count("\n") == 1, stderr
     assert "pip install 'hst-processor[simulator]'" in stderr and package in stderr
+
+
+def test_check_config_refuses_the_river_engine_without_river(files: dict[str, str]) -> None:
+    """It said OK, and the run it checked for then stopped at start."""
+    code, stderr = run_without(["river"], "hst_processor", ["check-config", files["river"]])
+    assert code == 2 and "Traceback" not in stderr
+    assert "pip install 'hst-processor[river]'" in stderr

@@ -22,6 +22,7 @@ from hst_processor.lineproto import (
     Unsigned,
     enrich,
     format_float,
+    format_metric,
     is_blank,
     is_comment,
     parse_metric,
@@ -319,3 +320,13 @@ def test_long_series_texts_are_not_kept_in_the_parse_cache() -> None:
     parsed = parse_metric(long_text + " v=1 1")
     assert short.tags == {"host": "a"} and parsed.tags == {"host": "x" * 4000}
     assert "m,host=a" in lineproto._SERIES_CACHE and long_text not in lineproto._SERIES_CACHE
+
+
+def test_a_new_metric_parses_back_whatever_its_tags_hold() -> None:
+    """A tag value ending in a backslash would escape the comma after it: it loses that end
+    (a host name "gw\\" made a report Telegraf could not parse)."""
+    tags = {"host": "gw\\", "site": "a b,c=d", "empty": "", "only": "\\\\"}
+    text = format_metric("m", tags, {"n": 1, "x": 0.5, "s": 'say "hi"'}, 5)
+    metric = parse_metric(text.rstrip("\n"))
+    assert metric.tags == {"host": "gw", "site": "a b,c=d"}
+    assert metric.fields == {"n": 1, "x": 0.5, "s": 'say "hi"'}
