@@ -43,6 +43,7 @@ is what adapts to a new operating point. The state is plain data, exported with 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,6 +88,11 @@ _RESIDUAL_FLOOR = 0.05  # in the field's standard deviations: a fit cannot be mo
 _FLOOR_FRACTION = 1e-3  # a flat field's unit: this share of its level or range
 _FLOOR_ABSOLUTE = 1e-9
 
+
+SCALAR_WIDTH = 16
+"""Up to this many fields a series' features are computed in Python floats, the fit's product
+apart: some twenty NumPy calls per metric cost more than the arithmetic on a few numbers. Both
+ways give the same bits (the same IEEE operations in the same order, the product by NumPy)."""
 
 MAX_RESIDUAL_FIELDS = 64
 """Beyond this many fields a series gets deviations only: the residuals' fit costs the fourth
@@ -183,10 +189,13 @@ class ContextFeatures:
         fitted_width = coefficient_width(width)  # column i predicts field i
         self.coefficients = np.zeros((fitted_width, fitted_width))
         self.residual_spread = np.ones(width)
+        self._scalar: _ScalarState | None = None  # a narrow fitted series: see SCALAR_WIDTH
 
     def update(self, row: Sequence[float]) -> list[list[float]]:
         """Feature rows for one metric's raw values, in :attr:`names` order: none while the
         first ``fit`` metrics are gathered, all of them when the fit completes, then one."""
+        if self._scalar is not None:
+            return [self._scalar.features(row, self.coefficients)]
         if self.fitted:
             return [self._features(np.asarray(row, dtype=np.float64))]
         self.pending.append(list(row))
@@ -195,12 +204,16 @@ class ContextFeatures:
         gathered = np.array(self.pending, dtype=np.float64)
         self.pending = []
         self._fit(gathered)
-        return [self._features(values) for values in gathered]
+        rows = [self._features(values) for values in gathered]
+        self._scalar = _ScalarState.of(self)
+        return rows
 
     def _fit(self, rows: FloatArray) -> None:
         with np.errstate(all="ignore"):
             finite = np.where(np.isfinite(rows), rows, np.nan)
-            low, median, high = np.nanpercentile(finite, [5.0, 50.0, 95.0], axis=0)
+            with warnings.catch_warnings():  # a field never finite: its NaNs become 0 below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low, median, high = np.nanpercentile(finite, [5.0, 50.0, 95.0], axis=0)
             low, median, high = (np.nan_to_num(v) for v in (low, median, high))
             self.center = low / 2 + high / 2
             scale = np.maximum(np.abs(median), high / 2 - low / 2)
@@ -266,6 +279,9 @@ class ContextFeatures:
     # -- state ---------------------------------------------------------------------------------
 
     def export(self) -> dict[str, Any]:
+        if self._scalar is not None:  # the running state lives in its lists
+            self.level = np.array(self._scalar.level)
+            self.usual = np.array(self._scalar.usual)
         return {
             "fields": list(self.fields),
             "pending": self.pending,
@@ -284,3 +300,85 @@ class ContextFeatures:
             current = getattr(self, name)
             array = np.array(values, dtype=np.float64).reshape(current.shape)
             setattr(self, name, array)
+        self._scalar = _ScalarState.of(self) if self.fitted else None
+
+
+class _ScalarState:
+    """A narrow fitted series' state as Python floats, and :meth:`ContextFeatures._features`
+    written with them: the same operations in the same order, so the same bits."""
+
+    def __init__(self, context: ContextFeatures) -> None:
+        self.level: list[float] = context.level.tolist()
+        self.usual: list[float] = context.usual.tolist()
+        self.floor: list[float] = context.floor.tolist()
+        self.center: list[float] = context.center.tolist()
+        self.half_range: list[float] = context.half_range.tolist()
+        self.mean: list[float] = context.mean.tolist()
+        self.spread: list[float] = context.spread.tolist()
+        self.residual_spread: list[float] = context.residual_spread.tolist()
+        self.order: list[int] = context._order.tolist()
+        self.residual = "residual" in context.kinds
+        self.fast, self.slow = context._fast, context._slow
+
+    @classmethod
+    def of(cls, context: ContextFeatures) -> _ScalarState | None:
+        """The scalar state, for a narrow series whose divisors are all positive (as a fit
+        leaves them; a restored snapshot that says otherwise keeps NumPy's handling)."""
+        if len(context.fields) > SCALAR_WIDTH:
+            return None
+        divisors = (context.floor, context.half_range, context.spread, context.residual_spread)
+        if not all(bool(np.all(values > 0)) for values in divisors):
+            return None
+        return cls(context)
+
+    def features(self, row: Sequence[float], coefficients: FloatArray) -> list[float]:
+        level, usual_now, floor = self.level, self.usual, self.floor
+        isfinite = math.isfinite
+        safe = [v if isfinite(v) else level[i] for i, v in enumerate(row)]
+        usual = [u if u >= f else f for u, f in zip(usual_now, floor, strict=True)]
+        step = [s - m for s, m in zip(safe, level, strict=True)]
+        parts = [d / u for d, u in zip(step, usual, strict=True)]  # the deviation
+        if self.residual:  # against the other fields
+            standard = [
+                min(max((s - m) / d, -1e6), 1e6)
+                for s, m, d in zip(safe, self.mean, self.spread, strict=True)
+            ]
+            predicted = (np.array(standard) @ coefficients).tolist()  # NumPy's sum order
+            parts += [
+                (s - p) / r
+                for s, p, r in zip(standard, predicted, self.residual_spread, strict=True)
+            ]
+        else:  # the level
+            parts += [
+                (v - c) / h for v, c, h in zip(row, self.center, self.half_range, strict=True)
+            ]
+        # Running level and usual deviation, each step clipped. A step is never NaN (a value
+        # that is not finite steps by 0), so NumPy's nan_to_num of the clipped steps has
+        # nothing to change here.
+        fast, slow = self.fast, self.slow
+        for i, change in enumerate(step):
+            bound = _CLIP * usual[i]
+            clipped = min(max(change, -bound), bound)
+            level[i] = _finite_scalar(level[i] + fast * clipped)
+            usual_now[i] = _finite_scalar(usual_now[i] + slow * (abs(clipped) - usual_now[i]))
+        squashed = [_squash_scalar(value) for value in parts]
+        return [squashed[k] for k in self.order]
+
+
+def _squash_scalar(value: float) -> float:
+    """``_squash`` of one number: NaN lands in the box's middle, infinity on its edge."""
+    if value != value:
+        return 0.0
+    if value == 0:
+        return 0.0  # NumPy's sign(-0.0) is 0.0: no negative zero
+    squashed = math.copysign(math.log1p(abs(value)), value)
+    return min(max(squashed, -LIMIT), LIMIT)
+
+
+def _finite_scalar(value: float) -> float:
+    """``_finite`` of one number."""
+    if math.isfinite(value):
+        return value
+    if value != value:
+        return 0.0
+    return FINITE_BOUND if value > 0 else -FINITE_BOUND

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hst_processor.context import LIMIT, MAX_RESIDUAL_FIELDS, ContextFeatures, source_of
 
@@ -125,3 +131,65 @@ def test_twenty_thousand_fields_cost_little() -> None:
     for _ in range(4):
         context.update([1.0] * 20_000)
     assert context.coefficients.nbytes == 0
+
+
+VALUES = st.one_of(
+    st.floats(-1e3, 1e3, allow_nan=False),
+    st.sampled_from([0.0, -0.0, 1e300, -1e300, 1.7e308, math.inf, -math.inf, math.nan, 5e-324]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 6), data=st.data())
+def test_the_scalar_path_gives_numpys_bits_and_state(width: int, data: st.DataObject) -> None:
+    """A narrow series computes its features in Python floats: every feature and every saved
+    number must equal the NumPy path's, extreme and non-finite values included."""
+    rows = data.draw(st.lists(st.lists(VALUES, min_size=width, max_size=width), min_size=30,
+                              max_size=60))  # fmt: skip
+    assert_same_bits(width, rows, fit=data.draw(st.integers(2, 20)))
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_a_negative_zero_step_is_squashed_to_positive_zero_as_numpy_does(width: int) -> None:
+    rows = [[0.0] * width] * 10 + [[-0.0] * width] * 5  # level 0.0, then -0.0 - 0.0 = -0.0
+    assert_same_bits(width, rows, fit=10)
+
+
+def assert_same_bits(width: int, rows: list[list[float]], fit: int) -> None:
+    fields = [f"f{i}" for i in range(width)]
+    scalar, vector = ContextFeatures(fields, fit=fit), ContextFeatures(fields, fit=fit)
+    outputs_scalar: list[list[float]] = []
+    outputs_vector: list[list[float]] = []
+    for index, row in enumerate(rows):
+        outputs_scalar += scalar.update(row)
+        outputs_vector += vector.update(row)
+        vector._scalar = None  # the NumPy path throughout
+        if index == len(rows) // 2:  # a snapshot on the way changes nothing
+            assert _bits_of(scalar.export()) == _bits_of(vector.export())
+    assert scalar._scalar is not None or not scalar.fitted or _degenerate(scalar)
+    assert [[_bits(v) for v in row] for row in outputs_scalar] == [
+        [_bits(v) for v in row] for row in outputs_vector
+    ]
+    assert _bits_of(scalar.export()) == _bits_of(vector.export())
+
+
+def _degenerate(context: ContextFeatures) -> bool:
+    """A fit that left a divisor at zero (all values non-finite): NumPy's handling is kept."""
+    return not all(
+        bool(np.all(values > 0))
+        for values in (context.floor, context.half_range, context.spread, context.residual_spread)
+    )
+
+
+def _bits(value: float) -> str:
+    return "nan" if math.isnan(value) else value.hex()
+
+
+def _bits_of(saved: Any) -> Any:
+    if isinstance(saved, float):
+        return _bits(saved)
+    if isinstance(saved, dict):
+        return {key: _bits_of(value) for key, value in saved.items()}
+    if isinstance(saved, list):
+        return [_bits_of(value) for value in saved]
+    return saved
