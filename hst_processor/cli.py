@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hst-processor",
         description="Score line-protocol metrics with per-series Half-Space Trees "
-        "(a Telegraf processors.execd plugin).",
+        "(a Telegraf processors.execd plugin). Without a command it is the processor itself: "
+        "metrics from stdin, scored, to stdout, as Telegraf runs it.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="FILE", help=f"YAML config (or ${CONFIG_ENV})")
@@ -71,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         "forget-series", help="drop the series matching TAG=VALUE from a state file"
     )
     forget.add_argument("file", metavar="FILE")
-    forget.add_argument("match", metavar="TAG=VALUE", nargs="+")
+    forget.add_argument(
+        "match", metavar="TAG=VALUE", nargs="+", help="a series matches when it has every one"
+    )
     spread = commands.add_parser(
         "repartition",
         help="spread the series of state files over M new ones, by NATS's partition of a tag",
@@ -400,4 +403,13 @@ def console() -> None:
     # First of all: a stop signal while the rest is imported and the state restored must not
     # kill the process (Telegraf would count a crash); serve() acts on it once it runs.
     stop = StopSignals()
-    sys.exit(main(stop=stop))
+    try:
+        code = main(stop=stop)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (``| head``): a tool ends quietly, as the processor does. Python
+        # would still try to flush stdout at exit and print a traceback: point it at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = ExitCode.OK
+    sys.exit(code)

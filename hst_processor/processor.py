@@ -436,7 +436,8 @@ def serve(
         log.debug("stdout closed by the reader; exiting")
     if stop.requested:
         log.info(f"received {stop.requested}, stopping")
-    log.info(processor.summary())
+    reports = f"; {report.written} self-metric reports besides" if report is not None else ""
+    log.info(processor.summary() + reports)
     return ExitCode.OK
 
 

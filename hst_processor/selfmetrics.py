@@ -61,6 +61,7 @@ class SelfReport:
         self._clock = clock
         self._next = clock() + config.interval
         self._latencies: deque[float] = deque(maxlen=MAX_LATENCIES)
+        self.written = 0  # reports taken so far
 
     @property
     def enabled(self) -> bool:
@@ -87,6 +88,7 @@ class SelfReport:
         self._next = max(self._next, now) + self.config.interval
         fields = report_fields(processor, list(self._latencies))
         self._latencies.clear()
+        self.written += 1
         return self.format(fields, time.time_ns())
 
     def format(self, fields: Mapping[str, int | float], time_ns: int) -> str:

@@ -293,3 +293,20 @@ def test_a_metric_without_any_feature_field_passes_through_unscored_through_the_
     assert "anomaly_score=" in lines[-2]  # the series is warmed up and scores
     assert lines[-1] == status  # the status metric: exactly as it came
     assert "1 without a feature field" in err
+
+
+def test_a_tool_whose_reader_leaves_ends_quietly(tmp_path: Path) -> None:
+    """``hst-processor replay FILE | head -1`` printed a BrokenPipeError traceback, exit 1."""
+    data = tmp_path / "data.lp"
+    data.write_text("".join(f"m,id=a v={i % 3} {i}\n" for i in range(20_000)))
+    script = shutil.which("hst-processor")
+    assert script is not None
+    result = subprocess.run(
+        ["bash", "-c", f"'{script}' replay '{data}' | head -1; echo ${{PIPESTATUS[0]}} >&2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.startswith("m,anomaly=warmup,id=a v=0 0")
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert result.stderr.splitlines()[-1] == "0"

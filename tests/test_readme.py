@@ -166,3 +166,16 @@ def git_status(checkout: Path) -> str:
     return subprocess.run(
         ["git", "status", "--porcelain"], cwd=checkout, capture_output=True, text=True, check=True
     ).stdout
+
+
+def test_the_opening_example_is_what_the_demo_writes(checkout: Path) -> None:
+    """The README opens with one metric in and out: both must be the Quickstart demo's own."""
+    source, scored = re.findall(r"```text\n(.*?)\n```", README, re.DOTALL)[:2]
+    (demo, _, _) = sh_blocks("Quickstart")
+    pipeline = next(part for part in demo.split(" && ") if part.startswith("python -m simulator"))
+    simulate, process = pipeline.split(" | ")[:2]  # the simulator, then the processor
+    (checkout / "out").mkdir(exist_ok=True)
+    result = follow(f"{simulate} | tee out/demo-in.lp | {process}", checkout)
+    assert result.returncode == 0, result.stderr
+    assert source in (checkout / "out" / "demo-in.lp").read_text().splitlines()
+    assert scored in result.stdout.splitlines()

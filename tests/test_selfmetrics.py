@@ -144,6 +144,8 @@ def test_the_command_reports_between_batches_and_while_idle(tmp_path: Path) -> N
     assert "batch_p99_ms" not in reports[-1].fields  # idle since the last report
     assert any("batch_p99_ms" in report.fields for report in reports)
     assert harness.unprefixed_stderr() == []
+    summary = [line for line in harness.stderr_lines if b"lines in" in line][-1]
+    assert summary.endswith(f"; {len(reports)} self-metric reports besides".encode())
 
 
 def test_the_command_reports_its_state_saves(tmp_path: Path) -> None:
