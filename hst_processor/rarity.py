@@ -39,6 +39,7 @@ SCORE_DECADES = 6.0
 _LOWER = -2.0  # log(typical / total) below this is "denser than typical": the first bin
 _BINS = 128
 _TAIL_SHARE = 0.02  # the upper tail modelled by the Pareto fit
+_TAIL_EXCESSES = 20  # values a Pareto fit of the tail needs before it may extrapolate
 _REFIT_EVERY = 32  # metrics between refits of the tail (deterministic: by count)
 _RENORMALISE_AT = 1e150
 
@@ -103,7 +104,15 @@ class Rarity:
     ``upper`` bounds the statistic (for HST, ``log`` of the most a point can fall below a typical
     one); ``half_life`` is how many metrics it takes for an observation to count half as much, so
     the calibration follows a series whose scores drift; ``min_scores`` is how many it must
-    have seen before it scores at all.
+    have seen before it scores at all; ``extrapolate_after`` how many before its tail
+    extrapolates (below).
+
+    A share is never claimed on less evidence than it needs. Until the tail holds
+    ``_TAIL_EXCESSES`` values (1,000 scores at the top 2 %), the Pareto fit does not
+    extrapolate, and a value beyond all ``n`` scores seen has the share ``1 / (n + 1)``: the
+    chance that the newest of ``n + 1`` values from one distribution is the largest, whatever
+    the distribution. So "rarer than 1 in 1,000" needs 1,000 scores; a fit on the first hundred
+    flagged normal metrics three to twenty times as often as the threshold says.
     """
 
     def __init__(
@@ -113,6 +122,7 @@ class Rarity:
         min_scores: int = 100,
         tail_share: float = _TAIL_SHARE,
         max_shape: float = 0.1,
+        extrapolate_after: int | None = None,
     ) -> None:
         self.tail_share = tail_share
         self.max_shape = max_shape
@@ -121,6 +131,11 @@ class Rarity:
         self.width = (upper - _LOWER) / _BINS
         self.growth = 2.0 ** (1.0 / half_life)
         self.min_scores = min_scores
+        self.extrapolate_after = (
+            math.ceil(_TAIL_EXCESSES / tail_share)
+            if extrapolate_after is None
+            else extrapolate_after
+        )
 
     def new_state(self) -> RarityState:
         return RarityState()
@@ -153,6 +168,8 @@ class Rarity:
         """The share of recent metrics at or above ``value`` (extrapolated in the tail)."""
         if state.total <= 0.0:
             return 1.0
+        if state.seen < self.extrapolate_after:  # too few scores for the tail: the rank bound
+            return max(self._histogram_share(state, value), 1.0 / (state.seen + 1))
         start, tail_share, shape, scale = state.tail
         if value > start:
             excess = (value - start) / scale
@@ -160,6 +177,9 @@ class Rarity:
                 return tail_share * math.exp(-excess)
             base = 1.0 + shape * excess
             return tail_share * base ** (-1.0 / shape) if base > 0.0 else 0.0
+        return self._histogram_share(state, value)
+
+    def _histogram_share(self, state: RarityState, value: float) -> float:
         index = self._bin(value)
         upper_edge = self.lower + (index + 1) * self.width
         inside = state.counts[index] * min(1.0, max(0.0, (upper_edge - value) / self.width))

@@ -21,7 +21,7 @@ def test_landmark_scores_are_clipped_to_the_unit_range() -> None:
 
 
 def test_rarity_warms_up_then_scores_what_it_learned() -> None:
-    rarity = Rarity(upper=math.log(511) + 1e-6, min_scores=10)
+    rarity = Rarity(upper=math.log(511) + 1e-6, min_scores=10, extrapolate_after=10)
     calibration = Calibration(rarity)
     state = calibration.new_state()
     assert state is not None
@@ -33,7 +33,7 @@ def test_rarity_warms_up_then_scores_what_it_learned() -> None:
 
 
 def test_a_zero_total_is_as_rare_as_can_be() -> None:
-    calibration = Calibration(Rarity(upper=6.0, min_scores=1))
+    calibration = Calibration(Rarity(upper=6.0, min_scores=1, extrapolate_after=1))
     state = calibration.new_state()
     calibration.score(state, 1000.0, 1000.0, 10.0)
     assert calibration.score(state, 0.0, 1000.0, 10.0) == 1.0
