@@ -104,12 +104,14 @@ class AlertPolicy:
 
 @dataclass(frozen=True)
 class FeatureReason:
-    """A feature that drove the score: its value and the range the model takes as normal."""
+    """A feature that drove the score: its value and the range the model takes as normal
+    (``None``: no range narrower than the model's whole box, as for a feature the trees
+    rarely split on; the box's edges would read as a range that means nothing)."""
 
     name: str
     value: float
-    normal_low: float
-    normal_high: float
+    normal_low: float | None
+    normal_high: float | None
 
 
 @dataclass(frozen=True)
@@ -176,9 +178,11 @@ def reason_text(reason: FeatureReason, *, name: str | None = None, normal: bool 
     >>> reason = FeatureReason("load", 71.54321, 60.0, 80.0)
     >>> reason_text(reason), reason_text(reason, normal=False)
     ('load = 71.54 (normal 60 to 80)', 'load = 71.54')
+    >>> reason_text(FeatureReason("load.deviation", 15.49, None, None))
+    'load.deviation = 15.49'
     """
     shown = reason.name if name is None else name
-    if not normal:
+    if not normal or reason.normal_low is None or reason.normal_high is None:
         return f"{shown} = {_number(reason.value)}"
     return (
         f"{shown} = {_number(reason.value)} (normal {_number(reason.normal_low)} to "

@@ -83,12 +83,14 @@ class Explanation:
         # Default features are squashed for the trees; a person reads them unsquashed, in
         # usual deviations (deviation) or standard deviations of the fit (residual).
         shown = unsquash if squashed else float
-        return tuple(
-            FeatureReason(
-                features[feature],
-                shown(row[feature]),
-                shown(float(low[feature] + box_low[feature] * span[feature])),
-                shown(float(low[feature] + box_high[feature] * span[feature])),
+        reasons = []
+        for feature in explainer.explain(masses, point.tolist())[:REASONS_SHOWN]:
+            if box_low[feature] <= 0.0 and box_high[feature] >= 1.0:  # the whole box
+                normal_low = normal_high = None
+            else:
+                normal_low = shown(float(low[feature] + box_low[feature] * span[feature]))
+                normal_high = shown(float(low[feature] + box_high[feature] * span[feature]))
+            reasons.append(
+                FeatureReason(features[feature], shown(row[feature]), normal_low, normal_high)
             )
-            for feature in explainer.explain(masses, point.tolist())[:REASONS_SHOWN]
-        )
+        return tuple(reasons)

@@ -24,7 +24,7 @@ class Ranked:
         return self.ranking
 
     def normal_box(self, masses: object) -> tuple[FloatArray, FloatArray]:
-        return np.zeros(2), np.ones(2)
+        return np.array([0.25, 0.0]), np.array([0.75, 1.0])  # b: split nowhere, the whole box
 
 
 def test_the_examples_in_the_docstrings_hold() -> None:
@@ -53,8 +53,8 @@ def test_reasons_name_at_most_two_features_in_their_own_units() -> None:
         np.array([0.0, 10.0]), np.array([10.0, 30.0]), squashed=False,
     )  # fmt: skip
     assert [(r.name, r.value, r.normal_low, r.normal_high) for r in reasons] == [
-        ("b", 7.0, 10.0, 30.0),
-        ("a", 5.0, 0.0, 10.0),
+        ("b", 7.0, None, None),  # the box's edges are no range: none is shown
+        ("a", 5.0, 2.5, 7.5),
     ]
     assert Explanation.reasons(None, None, np.zeros(2), [5.0, 7.0], ("a", "b"),
                                np.zeros(2), np.ones(2), squashed=False) == ()  # fmt: skip
