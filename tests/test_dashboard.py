@@ -34,6 +34,7 @@ from sqlglot.schema import MappingSchema
 from hst_processor.alerts import format_link
 from hst_processor.config import Config, load_config
 from simulator.model import FIELDS
+from tests.compose_files import mounts, repo_path_at
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -308,24 +309,6 @@ def columns_read(query: Query) -> set[str]:
 def compose() -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     return document
-
-
-def mounts(compose: dict[str, Any], service: str) -> dict[str, str]:
-    """Container path -> what is mounted there (``./repo/path`` or a volume's name)."""
-    table = {}
-    for volume in compose["services"][service].get("volumes", []):
-        source, target, *_ = volume.split(":")
-        table[target] = source
-    return table
-
-
-def repo_path_at(compose: dict[str, Any], service: str, path: str) -> Path | None:
-    """The repository file or folder that ``service`` sees at ``path`` (through a bind mount
-    of it or of a folder above it)."""
-    for target, source in mounts(compose, service).items():
-        if source.startswith("./") and (path == target or path.startswith(target + "/")):
-            return ROOT / source / Path(path).relative_to(target)
-    return None
 
 
 # --- the files -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from hst_processor.lineproto import parse_metric
+from tests.compose_files import repo_path_at
 from tests.mosquitto_broker import Broker, Subscriber, free_port, test_config
 from tests.telegraf_harness import ExecdHarness
 from tests.telegraf_json import telegraf_line
@@ -53,15 +54,6 @@ def compose() -> dict[str, Any]:
 def processor_config() -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load((ROOT / "hst-processor.yaml").read_text())
     return document
-
-
-def container_path(compose: dict[str, Any], service: str, path: str) -> Path | None:
-    """The repository file that ``service`` mounts at ``path`` (None: not a bind mount)."""
-    for volume in compose["services"][service].get("volumes", []):
-        source, target, *_ = volume.split(":")
-        if target == path and source.startswith("./"):
-            return ROOT / source
-    return None
 
 
 # --- telegraf.conf -------------------------------------------------------------------------
@@ -94,7 +86,7 @@ def test_the_processor_runs_on_machine_data_with_config_and_state_in_place(
     assert command[0] == "hst-processor"
     config_path = command[command.index("--config") + 1]
     state_path = command[command.index("--state-file") + 1]
-    assert container_path(compose, "telegraf", config_path) == ROOT / "hst-processor.yaml"
+    assert repo_path_at(compose, "telegraf", config_path) == ROOT / "hst-processor.yaml"
     state_volume = [
         v for v in compose["services"]["telegraf"]["volumes"] if v.startswith("hst-state:")
     ]
@@ -142,7 +134,7 @@ def test_simulator_to_broker_to_telegraf_parser_to_the_execd_command(
     state_file = tmp_path / "state.msgpack"
     command = []
     for argument in execd["command"]:
-        mounted = container_path(compose, "telegraf", argument)
+        mounted = repo_path_at(compose, "telegraf", argument)
         if mounted is not None:
             argument = str(mounted)
         elif argument.startswith("/var/lib/hst-processor/"):
@@ -379,7 +371,7 @@ def test_telegraf_and_grafana_start_through_the_token_entrypoint(compose: dict[s
     grafana = compose["services"]["grafana"]
     shell, script, command = grafana["entrypoint"]
     assert (shell, command) == ("/bin/sh", "/run.sh")  # Grafana's own entrypoint next
-    assert container_path(compose, "grafana", script) == ROOT / TOKEN_SCRIPT
+    assert repo_path_at(compose, "grafana", script) == ROOT / TOKEN_SCRIPT
     assert "influxdb3-token:/var/lib/influxdb3-token:ro" in grafana["volumes"]
 
 
