@@ -159,6 +159,8 @@ def test_the_detection_commands_run_and_leave_the_repository_clean(checkout: Pat
     for written in ("run.lp", "labels.jsonl", "scored.lp", "run.png"):
         assert (checkout / "out" / written).stat().st_size > 0
     assert re.search(r"^suggested threshold: 0\.\d+", result.stdout, re.MULTILINE)  # the sweep
+    # Two faults that every threshold finds: the suggestion says how little it stands on.
+    assert "on 2 labelled windows" in result.stdout and "few windows: label more" in result.stdout
     assert git_status(checkout) == ""
 
 

@@ -491,6 +491,34 @@ def suggest_threshold(sweep: Sequence[Evaluation], budget: float) -> Evaluation 
     return max(within, key=lambda e: (round(e.f1, 9), e.threshold or 0.0))
 
 
+FEW_WINDOWS = 10
+"""Below this many labelled windows a suggested threshold says it stands on little."""
+
+
+def suggestion_text(best: Evaluation, sweep: Sequence[Evaluation], budget: float) -> str:
+    """The suggestion, with what it stands on: how many thresholds tie with it, on how many
+    labelled windows (two faults that every threshold finds suggest nothing).
+
+    >>> found = {"bearing": KindResult(events=2, detected=2)}
+    >>> sweep = [Evaluation("HST", t, found, 2, 2, 1.0) for t in (0.1, 0.2)]
+    >>> print(suggestion_text(sweep[1], sweep, 1.0))  # doctest: +NORMALIZE_WHITESPACE
+    suggested threshold: 0.20 (best F1 within 1 false alert per machine per day, on 2
+    labelled windows; 2 thresholds tie, the highest is suggested; few windows: label more
+    faults before changing the threshold)
+    """
+    ties = sum(1 for e in sweep if round(e.f1, 9) == round(best.f1, 9))
+    alerts = "alert" if budget == 1 else "alerts"
+    text = (
+        f"suggested threshold: {best.threshold:.2f} (best F1 within {budget:g} false {alerts} "
+        f"per machine per day, on {best.events} labelled windows"
+    )
+    if ties > 1:
+        text += f"; {ties} thresholds tie, the highest is suggested"
+    if best.events < FEW_WINDOWS:
+        text += "; few windows: label more faults before changing the threshold"
+    return text + ")"
+
+
 def _kind_delays(result: Evaluation, kind: str) -> list[float]:
     found = result.kinds.get(kind)
     return [float(delay) for delay in found.delays_metrics] if found else []
@@ -550,8 +578,7 @@ def format_table(results: Sequence[Evaluation], sweep: Sequence[Evaluation], bud
             )
         best = suggest_threshold(sweep, budget)
         lines.append(
-            f"suggested threshold: {best.threshold:.2f} (best F1 within {budget:g} false "
-            "alerts per machine per day)"
+            suggestion_text(best, sweep, budget)
             if best is not None and best.threshold is not None
             else f"no threshold stays within {budget:g} false alerts per machine per day"
         )
