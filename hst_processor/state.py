@@ -34,7 +34,7 @@ import secrets
 import signal
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -552,23 +552,16 @@ def write_all_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
     written: list[tuple[Path, Path]] = []
     try:
         for path, data in files:
-            try:
+            with _naming(path):
                 descriptor, temporary = _create_temporary(path)
-            except OSError as error:
-                raise OSError(error.errno, error.strerror, str(path)) from None
             written.append((temporary, path))
-            try:
-                with os.fdopen(descriptor, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except OSError as error:
-                raise OSError(error.errno, error.strerror, str(path)) from None
+            with _naming(path), os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
         for temporary, path in written:
-            try:  # renames the name itself: a link at ``path`` is replaced
+            with _naming(path):  # renames the name itself: a link at ``path`` is replaced
                 os.replace(temporary, path)
-            except OSError as error:
-                raise OSError(error.errno, error.strerror, str(path)) from None
     except BaseException:
         for temporary, _ in written:
             temporary.unlink(missing_ok=True)
@@ -579,6 +572,15 @@ def write_all_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An ``OSError`` inside names ``path``, the file being replaced, not a temporary one."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
