@@ -7,6 +7,9 @@ command ends with.
     ├── ConfigError            a bad configuration: names the key and the reason (exit code 2)
     ├── MissingExtra           an optional dependency is not installed: names the extra that
     │                          brings it (exit code 2)
+    ├── state.StateError       a snapshot file that cannot be used (truncated, corrupt, another
+    │                          format or version)
+    ├── partition.PartitionError  snapshots that cannot be re-partitioned together
     └── LineProtocolError      a metric that does not parse under Telegraf's grammar
         └── UnterminatedString the text ended inside a quoted string field (it may go on
                                after the next newline)

@@ -24,6 +24,8 @@ from typing import Any
 
 import msgpack
 
+from hst_processor.errors import HstProcessorError
+
 __all__ = [
     "PARTITION_FIELD",
     "PartitionError",
@@ -40,7 +42,7 @@ _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 
 
-class PartitionError(ValueError):
+class PartitionError(HstProcessorError):
     """Snapshots that cannot be re-partitioned, and why."""
 
 
