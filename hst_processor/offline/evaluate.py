@@ -485,10 +485,15 @@ def evaluate_file(
 def suggest_threshold(sweep: Sequence[Evaluation], budget: float) -> Evaluation | None:
     """The threshold with the best F1 among those within ``budget`` false alerts per machine
     per day (ties: the higher threshold, the quieter pager)."""
-    within = [e for e in sweep if e.false_per_machine_day <= budget]
+    within = _within(sweep, budget)
     if not within:
         return None
     return max(within, key=lambda e: (round(e.f1, 9), e.threshold or 0.0))
+
+
+def _within(sweep: Sequence[Evaluation], budget: float) -> list[Evaluation]:
+    """The thresholds a suggestion chooses from: within the false-alert budget."""
+    return [e for e in sweep if e.false_per_machine_day <= budget]
 
 
 FEW_WINDOWS = 10
@@ -506,7 +511,7 @@ def suggestion_text(best: Evaluation, sweep: Sequence[Evaluation], budget: float
     labelled windows; 2 thresholds tie, the highest is suggested; few windows: label more
     faults before changing the threshold)
     """
-    ties = sum(1 for e in sweep if round(e.f1, 9) == round(best.f1, 9))
+    ties = sum(1 for e in _within(sweep, budget) if round(e.f1, 9) == round(best.f1, 9))
     alerts = "alert" if budget == 1 else "alerts"
     text = (
         f"suggested threshold: {best.threshold:.2f} (best F1 within {budget:g} false {alerts} "

@@ -17,6 +17,7 @@ from hst_processor.offline.evaluate import (
     combine,
     evaluate_alarms,
     suggest_threshold,
+    suggestion_text,
 )
 from hst_processor.offline.labels import FaultLabel
 from tests.offline.test_replay import CONFIG, simulated
@@ -85,6 +86,21 @@ def test_the_suggestion_is_the_best_f1_within_the_false_alert_budget() -> None:
     assert suggest_threshold(sweep, budget=1.0).threshold == 0.4  # type: ignore[union-attr]
     assert suggest_threshold(sweep, budget=0.5).threshold == 0.5  # type: ignore[union-attr]
     assert suggest_threshold(sweep[:1], budget=1.0) is None
+
+
+def test_the_suggestion_counts_as_ties_only_the_thresholds_it_chose_from() -> None:
+    def run(threshold: float, alerts: int, machine_days: float) -> Evaluation:
+        kinds = {"bearing": KindResult(events=4, detected=4)}
+        return Evaluation("hst", threshold, kinds, alerts, 4, machine_days)
+
+    # The same F1 at 0.2 and 0.3 (one false alert in five), but at 0.2 it is two per
+    # machine-day: over the budget, not a tie. 0.4 is over the budget too.
+    sweep = [run(0.2, 5, 0.5), run(0.3, 5, 1.0), run(0.4, 6, 1.0)]
+    assert sweep[0].f1 == sweep[1].f1
+    best = suggest_threshold(sweep, budget=1.0)
+    assert best is not None and best.threshold == 0.3
+    assert "tie" not in suggestion_text(best, sweep, 1.0)
+    assert "on 4 labelled windows" in suggestion_text(best, sweep, 1.0)
 
 
 def test_combining_runs_adds_their_events_alerts_and_days() -> None:
