@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,12 +33,7 @@ from sqlglot.schema import MappingSchema
 from hst_processor.alerts import format_link
 from hst_processor.config import Config, load_config
 from simulator.model import FIELDS
-from tests.compose_files import mounts, repo_path_at
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from tests.stack_files import mounts, read_compose, read_telegraf, repo_path_at
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
@@ -112,7 +106,7 @@ def machine_data() -> Measurement:
     """What reaches InfluxDB from the simulator through Telegraf's JSON parser and the
     processor: Telegraf's measurement and tag keys, the simulator's readings, and the tag and
     fields the processor adds with the demo config."""
-    telegraf = tomllib.loads((ROOT / "telegraf.conf").read_text())
+    telegraf = read_telegraf()
     (mqtt,) = telegraf["inputs"]["mqtt_consumer"]
     config = demo_config()
     output = config.output
@@ -307,8 +301,7 @@ def columns_read(query: Query) -> set[str]:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return document
+    return read_compose()
 
 
 # --- the files -------------------------------------------------------------------------------
@@ -372,7 +365,7 @@ def test_the_data_source_is_influxdb3_in_sql_mode_with_database_and_token_from_t
     (source,) = document["datasources"]
     assert source["type"] == "influxdb" and source["access"] == "proxy"
     # The same server Telegraf writes to, over Flight SQL without TLS (the stack has none).
-    telegraf = tomllib.loads((ROOT / "telegraf.conf").read_text())
+    telegraf = read_telegraf()
     (output,) = telegraf["outputs"]["influxdb_v3"]
     assert [source["url"]] == output["urls"]
     url = urllib.parse.urlsplit(source["url"])

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -50,18 +49,18 @@ from simulator.run import run
 from simulator.scenario import ScheduledFault
 from simulator.simulation import Simulation
 from tests.mosquitto_broker import free_port, wait_for_port
+from tests.stack_files import (
+    REFERENCE,
+    assert_secrets_from_the_environment,
+    parse_telegraf,
+    read_compose,
+    read_telegraf,
+)
 from tests.telegraf_json import telegraf_line
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE_OUT = ROOT / "deploy" / "scale-out"
 SHIPPED_NATS = SCALE_OUT / "nats.conf"
-SECRET_NAME = re.compile(r"TOKEN|PASSWORD|WEBHOOK|SECRET", re.IGNORECASE)
-REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}$")
 MAPPING = re.compile(r'^\s*"([^"]+)"\s*:\s*"([^"]+)"\s*$', re.MULTILINE)
 PARTITION_DEST = re.compile(
     r"^machine\.\{\{\s*partition\(\s*(\d+)\s*,\s*1\s*\)\s*\}\}\.\{\{\s*wildcard\(\s*1\s*\)\s*\}\}$"
@@ -87,13 +86,12 @@ SPEED = 200  # simulated seconds per real second: 4 s of publishing, 32,000 mess
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((SCALE_OUT / "docker-compose.yml").read_text())
-    return document
+    return read_compose(SCALE_OUT / "docker-compose.yml")
 
 
 @pytest.fixture(scope="module")
 def main_telegraf() -> dict[str, Any]:
-    return tomllib.loads((ROOT / "telegraf.conf").read_text())
+    return read_telegraf()
 
 
 def agents(compose: dict[str, Any]) -> dict[int, str]:
@@ -112,7 +110,7 @@ def agent_telegraf(partition: int) -> dict[str, Any]:
     without its error message) substituted, as Telegraf does with its environment."""
     text = (SCALE_OUT / "telegraf.conf").read_text()
     assert PARTITION_REFERENCE.search(text)
-    return tomllib.loads(PARTITION_REFERENCE.sub(str(partition), text))
+    return parse_telegraf(PARTITION_REFERENCE.sub(str(partition), text))
 
 
 def nats_mapping(text: str) -> tuple[str, int]:
@@ -256,7 +254,7 @@ def test_compose_services_images_volumes_and_start_order(compose: dict[str, Any]
         assert agent["depends_on"]["influxdb3"]["condition"] == "service_healthy"
         assert agent["restart"] == "unless-stopped"
     # InfluxDB 3 and its token job exactly as in the demo stack, file paths apart.
-    demo = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    demo = read_compose()["services"]
     for name in ("influxdb3-token", "influxdb3"):
         ours = {k: v for k, v in services[name].items() if k != "volumes"}
         assert ours == {k: v for k, v in demo[name].items() if k != "volumes"}
@@ -276,13 +274,7 @@ def test_compose_services_images_volumes_and_start_order(compose: dict[str, Any]
 
 
 def test_no_secret_is_written_into_the_scale_out_files(compose: dict[str, Any]) -> None:
-    example = (ROOT / ".env.example").read_text()
-    for name, service in compose["services"].items():
-        for key, value in (service.get("environment") or {}).items():
-            if SECRET_NAME.search(key):
-                assert REFERENCE.match(str(value)), f"{name}.{key} is written inline"
-            for variable in re.findall(r"\$\{([A-Z0-9_]+)", str(value)):
-                assert f"\n{variable}=" in "\n" + example, f"{variable} is not in .env.example"
+    assert_secrets_from_the_environment(compose)
     for name in ("nats.conf", "telegraf.conf", "docker-compose.yml"):
         text = (SCALE_OUT / name).read_text()
         assert "apiv3_" not in text and "hooks.slack.com" not in text, name

@@ -24,30 +24,29 @@ import pytest
 import yaml
 
 from hst_processor.lineproto import parse_metric
-from tests.compose_files import repo_path_at
 from tests.mosquitto_broker import Broker, Subscriber, free_port, test_config
+from tests.stack_files import (
+    REFERENCE,
+    SECRET_NAME,
+    assert_secrets_from_the_environment,
+    read_compose,
+    read_telegraf,
+    repo_path_at,
+)
 from tests.telegraf_harness import ExecdHarness
 from tests.telegraf_json import telegraf_line
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 ROOT = Path(__file__).resolve().parent.parent
-SECRET_NAME = re.compile(r"TOKEN|PASSWORD|WEBHOOK|SECRET", re.IGNORECASE)
-REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}$")
 
 
 @pytest.fixture(scope="module")
 def telegraf() -> dict[str, Any]:
-    return tomllib.loads((ROOT / "telegraf.conf").read_text())
+    return read_telegraf()
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return document
+    return read_compose()
 
 
 @pytest.fixture(scope="module")
@@ -221,13 +220,7 @@ def test_start_order_waits_for_health(compose: dict[str, Any]) -> None:
 
 
 def test_no_secret_is_written_into_the_compose_file(compose: dict[str, Any]) -> None:
-    example = (ROOT / ".env.example").read_text()
-    for name, service in compose["services"].items():
-        for key, value in (service.get("environment") or {}).items():
-            if SECRET_NAME.search(key):
-                assert REFERENCE.match(str(value)), f"{name}.{key} is written inline"
-            for variable in re.findall(r"\$\{([A-Z0-9_]+)", str(value)):
-                assert f"\n{variable}=" in "\n" + example, f"{variable} is not in .env.example"
+    assert_secrets_from_the_environment(compose)
     text = (ROOT / "docker-compose.yml").read_text()
     assert "apiv3_" not in text and "hooks.slack.com" not in text
 
