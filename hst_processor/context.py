@@ -61,6 +61,7 @@ __all__ = [
     "ContextFeatures",
     "coefficient_width",
     "context_names",
+    "features_of_series",
     "source_of",
     "unsquash",
 ]
@@ -88,11 +89,6 @@ _RESIDUAL_FLOOR = 0.05  # in the field's standard deviations: a fit cannot be mo
 _FLOOR_FRACTION = 1e-3  # a flat field's unit: this share of its level or range
 _FLOOR_ABSOLUTE = 1e-9
 
-
-SCALAR_WIDTH = 16
-"""Up to this many fields a series' features are computed in Python floats, the fit's product
-apart: some twenty NumPy calls per metric cost more than the arithmetic on a few numbers. Both
-ways give the same bits (the same IEEE operations in the same order, the product by NumPy)."""
 
 MAX_RESIDUAL_FIELDS = 64
 """Beyond this many fields a series gets deviations only: the residuals' fit costs the fourth
@@ -189,24 +185,26 @@ class ContextFeatures:
         fitted_width = coefficient_width(width)  # column i predicts field i
         self.coefficients = np.zeros((fitted_width, fitted_width))
         self.residual_spread = np.ones(width)
-        self._scalar: _ScalarState | None = None  # a narrow fitted series: see SCALAR_WIDTH
+        self._running: _Running | None = None  # the running level, once fitted
 
     def update(self, row: Sequence[float]) -> list[list[float]]:
         """Feature rows for one metric's raw values, in :attr:`names` order: none while the
         first ``fit`` metrics are gathered, all of them when the fit completes, then one."""
-        if self._scalar is not None:
-            return [self._scalar.features(row, self.coefficients)]
         if self.fitted:
-            return [self._features(np.asarray(row, dtype=np.float64))]
+            return self.features_of([row])
         self.pending.append(list(row))
         if len(self.pending) < self.fit:
             return []
         gathered = np.array(self.pending, dtype=np.float64)
         self.pending = []
         self._fit(gathered)
-        rows = [self._features(values) for values in gathered]
-        self._scalar = _ScalarState.of(self)
-        return rows
+        self._running = _Running.of(self)
+        return self.features_of(gathered.tolist())
+
+    def features_of(self, rows: Sequence[Sequence[float]]) -> list[list[float]]:
+        """One feature row per metric of a fitted series, in :attr:`names` order (see
+        :func:`features_of_series`, which does many series at once)."""
+        return features_of_series([self], [rows])[0]
 
     def _fit(self, rows: FloatArray) -> None:
         with np.errstate(all="ignore"):
@@ -261,9 +259,14 @@ class ContextFeatures:
             if "level" in self.kinds:
                 parts.append((values - self.center) / self.half_range)
             elif "residual" in self.kinds:  # against the other fields
-                standard = np.clip((safe - self.mean) / self.spread, -1e6, 1e6)
-                predicted = standard @ self.coefficients
-                parts.append((standard - predicted) / self.residual_spread)
+                residuals = _residuals(
+                    safe[np.newaxis, :],
+                    self.mean,
+                    self.spread,
+                    self.coefficients,
+                    self.residual_spread,
+                )
+                parts.append(residuals[0])
             # Running level and usual deviation, each step clipped so an outlier barely moves
             # them; a non-finite value leaves them alone.
             clipped = np.minimum(np.maximum(step, -_CLIP * usual), _CLIP * usual)
@@ -279,9 +282,9 @@ class ContextFeatures:
     # -- state ---------------------------------------------------------------------------------
 
     def export(self) -> dict[str, Any]:
-        if self._scalar is not None:  # the running state lives in its lists
-            self.level = np.array(self._scalar.level)
-            self.usual = np.array(self._scalar.usual)
+        if self._running is not None:  # the running state lives in its lists
+            self.level = np.array(self._running.level)
+            self.usual = np.array(self._running.usual)
         return {
             "fields": list(self.fields),
             "pending": self.pending,
@@ -300,79 +303,203 @@ class ContextFeatures:
             current = getattr(self, name)
             array = np.array(values, dtype=np.float64).reshape(current.shape)
             setattr(self, name, array)
-        self._scalar = _ScalarState.of(self) if self.fitted else None
+        self._running = _Running.of(self) if self.fitted else None
 
 
-class _ScalarState:
-    """A narrow fitted series' state as Python floats, and :meth:`ContextFeatures._features`
-    written with them: the same operations in the same order, so the same bits."""
+def features_of_series(
+    contexts: Sequence[ContextFeatures], rows: Sequence[Sequence[Sequence[float]]]
+) -> list[list[list[float]]]:
+    """The feature rows of fitted series of one feature set, ``rows[k]`` being the metrics of
+    ``contexts[k]`` in order: one row per metric, in :attr:`ContextFeatures.names` order.
+
+    Each series' running level moves metric by metric (see :func:`_advance`); the rest is done
+    for every metric of every series at once, each row with its own series' statistics. The
+    same element-wise operations whatever the grouping, so a metric's features have the same
+    bits whether it comes alone or with many metrics of many series.
+
+    >>> metrics = [[float(i), 2.0 * i + 1.0] for i in range(7)]
+    >>> alone, many = (ContextFeatures(("load", "power"), fit=4) for _ in range(2))
+    >>> for context in (alone, many):
+    ...     _ = [context.update(row) for row in metrics[:4]]
+    >>> one_by_one = [alone.features_of([row])[0] for row in metrics[4:]]
+    >>> one_by_one == features_of_series([many], [metrics[4:]])[0]
+    True
+    """
+    results: list[list[list[float]]] = [[] for _ in contexts]
+    stacked: list[int] = []  # which of the contexts each stacked row belongs to
+    metrics_in_order: list[Sequence[float]] = []
+    moving: list[tuple[_Running, int, Sequence[Sequence[float]]]] = []
+    for position, (context, metrics) in enumerate(zip(contexts, rows, strict=True)):
+        if not metrics:
+            continue
+        if context._running is None:  # a restored state with a divisor at 0: NumPy's way
+            results[position] = [context._features(np.asarray(row, np.float64)) for row in metrics]
+            continue
+        moving.append((context._running, len(stacked), metrics))
+        metrics_in_order += metrics
+        stacked += [position] * len(metrics)
+    if not stacked:
+        return results
+    first = contexts[stacked[0]]
+    which = np.array(stacked, dtype=np.intp)
+    values = np.array(metrics_in_order, dtype=np.float64)
+    deviations, safe = _advance(moving, values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        parts = [deviations]
+        if "level" in first.kinds:
+            center = np.array([context.center for context in contexts])[which]
+            half_range = np.array([context.half_range for context in contexts])[which]
+            parts.append((values - center) / half_range)
+        elif "residual" in first.kinds:
+            parts.append(
+                _residuals(
+                    safe,
+                    np.array([context.mean for context in contexts])[which],
+                    np.array([context.spread for context in contexts])[which],
+                    np.array([context.coefficients for context in contexts])[which],
+                    np.array([context.residual_spread for context in contexts])[which],
+                )
+            )
+        combined = _squash(np.concatenate(parts, axis=1))
+    ordered: list[list[float]] = combined[:, first._order].tolist()
+    for position, row in zip(stacked, ordered, strict=True):
+        results[position].append(row)
+    return results
+
+
+_ROUNDS_UP_TO = 8
+"""A series with at most this many metrics in a batch moves its running level together with
+the other such series, one metric of each per round of NumPy operations (a thousand machines
+sending a metric each: one round); one with more moves it in a Python loop of its own."""
+
+
+def _advance(
+    moving: Sequence[tuple[_Running, int, Sequence[Sequence[float]]]], values: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Every stacked row's deviations and finite values (see :meth:`_Running.advance`), each
+    series' running state moved past its rows. ``moving`` holds each series' state, where its
+    rows start among the stacked ``values``, and the rows."""
+    deviations = np.empty_like(values)
+    safe = np.empty_like(values)
+    together: list[tuple[_Running, int, int]] = []
+    for running, start, metrics in moving:
+        if len(metrics) > _ROUNDS_UP_TO:
+            moved, finite = running.advance(metrics)
+            deviations[start : start + len(metrics)] = moved
+            safe[start : start + len(metrics)] = finite
+        else:
+            together.append((running, start, len(metrics)))
+    if not together:
+        return deviations, safe
+    states = [running for running, _, _ in together]
+    starts = np.array([start for _, start, _ in together], dtype=np.intp)
+    counts = np.array([count for _, _, count in together], dtype=np.intp)
+    level = np.array([running.level for running in states], dtype=np.float64)
+    usual_now = np.array([running.usual for running in states], dtype=np.float64)
+    floor = np.array([running.floor for running in states], dtype=np.float64)
+    fast = np.array([[running.fast] for running in states], dtype=np.float64)
+    slow = np.array([[running.slow] for running in states], dtype=np.float64)
+    everyone = np.arange(len(states))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step in range(int(counts.max())):
+            active = everyone if step == 0 else np.flatnonzero(counts > step)
+            at = starts[active] + step
+            mean, spread = level[active], usual_now[active]
+            row = values[at]
+            kept = np.where(np.isfinite(row), row, mean)  # not finite: steps by 0
+            usual = np.maximum(spread, floor[active])
+            change = kept - mean
+            deviations[at] = change / usual
+            safe[at] = kept
+            bound = _CLIP * usual
+            clipped = np.minimum(np.maximum(change, -bound), bound)
+            level[active] = _finite(mean + fast[active] * clipped)
+            usual_now[active] = _finite(spread + slow[active] * (np.abs(clipped) - spread))
+    for running, new_level, new_usual in zip(
+        states, level.tolist(), usual_now.tolist(), strict=True
+    ):
+        running.level, running.usual = new_level, new_usual
+    return deviations, safe
+
+
+def _residuals(
+    safe: FloatArray,
+    mean: FloatArray,
+    spread: FloatArray,
+    coefficients: FloatArray,
+    residual_spread: FloatArray,
+) -> FloatArray:
+    """Rows of values (finite) against what the other fields predict, in units of the fit's
+    deviation; ``coefficients`` one matrix for all rows, or one per row."""
+    standard = np.clip((safe - mean) / spread, -1e6, 1e6)
+    residuals: FloatArray = (standard - _predict(standard, coefficients)) / residual_spread
+    return residuals
+
+
+def _predict(standard: FloatArray, coefficients: FloatArray) -> FloatArray:
+    """Each row of ``standard`` times the coefficients (one matrix, or one per row), summed
+    field by field in one fixed order. A BLAS product picks its order (and so its last bits)
+    by the shape, and a metric's features must not depend on how many metrics came with it."""
+    width = standard.shape[1]
+    predicted = np.zeros((standard.shape[0], coefficients.shape[-1]))
+    for field_index in range(width):
+        predicted += standard[:, field_index : field_index + 1] * coefficients[..., field_index, :]
+    return predicted
+
+
+class _Running:
+    """A fitted series' running level and usual deviation, in Python floats: they move one
+    metric at a time, and a few numbers per metric cost less in Python than in NumPy calls.
+    The same operations in the same order as :meth:`ContextFeatures._features`, so the same
+    bits."""
 
     def __init__(self, context: ContextFeatures) -> None:
         self.level: list[float] = context.level.tolist()
         self.usual: list[float] = context.usual.tolist()
         self.floor: list[float] = context.floor.tolist()
-        self.center: list[float] = context.center.tolist()
-        self.half_range: list[float] = context.half_range.tolist()
-        self.mean: list[float] = context.mean.tolist()
-        self.spread: list[float] = context.spread.tolist()
-        self.residual_spread: list[float] = context.residual_spread.tolist()
-        self.order: list[int] = context._order.tolist()
-        self.residual = "residual" in context.kinds
         self.fast, self.slow = context._fast, context._slow
 
     @classmethod
-    def of(cls, context: ContextFeatures) -> _ScalarState | None:
-        """The scalar state, for a narrow series whose divisors are all positive (as a fit
-        leaves them; a restored snapshot that says otherwise keeps NumPy's handling)."""
-        if len(context.fields) > SCALAR_WIDTH:
-            return None
+    def of(cls, context: ContextFeatures) -> _Running | None:
+        """The running state, for a series whose divisors are all positive (as a fit leaves
+        them; a restored snapshot that says otherwise keeps NumPy's handling)."""
         divisors = (context.floor, context.half_range, context.spread, context.residual_spread)
         if not all(bool(np.all(values > 0)) for values in divisors):
             return None
         return cls(context)
 
-    def features(self, row: Sequence[float], coefficients: FloatArray) -> list[float]:
+    def advance(
+        self, rows: Sequence[Sequence[float]]
+    ) -> tuple[list[list[float]], list[list[float]]]:
+        """Each row's deviations (the step from the level, in usual deviations) and its values
+        with any that is not finite replaced by the level, moving the state past every row."""
         level, usual_now, floor = self.level, self.usual, self.floor
-        isfinite = math.isfinite
-        safe = [v if isfinite(v) else level[i] for i, v in enumerate(row)]
-        usual = [u if u >= f else f for u, f in zip(usual_now, floor, strict=True)]
-        step = [s - m for s, m in zip(safe, level, strict=True)]
-        parts = [d / u for d, u in zip(step, usual, strict=True)]  # the deviation
-        if self.residual:  # against the other fields
-            standard = [
-                min(max((s - m) / d, -1e6), 1e6)
-                for s, m, d in zip(safe, self.mean, self.spread, strict=True)
-            ]
-            predicted = (np.array(standard) @ coefficients).tolist()  # NumPy's sum order
-            parts += [
-                (s - p) / r
-                for s, p, r in zip(standard, predicted, self.residual_spread, strict=True)
-            ]
-        else:  # the level
-            parts += [
-                (v - c) / h for v, c, h in zip(row, self.center, self.half_range, strict=True)
-            ]
-        # Running level and usual deviation, each step clipped. A step is never NaN (a value
-        # that is not finite steps by 0), so NumPy's nan_to_num of the clipped steps has
-        # nothing to change here.
-        fast, slow = self.fast, self.slow
-        for i, change in enumerate(step):
-            bound = _CLIP * usual[i]
-            clipped = min(max(change, -bound), bound)
-            level[i] = _finite_scalar(level[i] + fast * clipped)
-            usual_now[i] = _finite_scalar(usual_now[i] + slow * (abs(clipped) - usual_now[i]))
-        squashed = [_squash_scalar(value) for value in parts]
-        return [squashed[k] for k in self.order]
-
-
-def _squash_scalar(value: float) -> float:
-    """``_squash`` of one number: NaN lands in the box's middle, infinity on its edge."""
-    if value != value:
-        return 0.0
-    if value == 0:
-        return 0.0  # NumPy's sign(-0.0) is 0.0: no negative zero
-    squashed = math.copysign(math.log1p(abs(value)), value)
-    return min(max(squashed, -LIMIT), LIMIT)
+        fast, slow, isfinite = self.fast, self.slow, math.isfinite
+        deviations: list[list[float]] = []
+        safe_rows: list[list[float]] = []
+        for row in rows:
+            deviation: list[float] = []
+            safe: list[float] = []
+            for i, value in enumerate(row):
+                mean = level[i]
+                if not isfinite(value):
+                    value = mean  # steps by 0: leaves the state alone
+                usual = usual_now[i]
+                if usual < floor[i]:
+                    usual = floor[i]
+                change = value - mean
+                deviation.append(change / usual)
+                safe.append(value)
+                # Each step clipped, so an outlier barely moves the state.
+                bound = _CLIP * usual
+                clipped = bound if change > bound else -bound if change < -bound else change
+                moved = mean + fast * clipped
+                level[i] = moved if isfinite(moved) else _finite_scalar(moved)
+                spread = usual_now[i] + slow * (abs(clipped) - usual_now[i])
+                usual_now[i] = spread if isfinite(spread) else _finite_scalar(spread)
+            deviations.append(deviation)
+            safe_rows.append(safe)
+        return deviations, safe_rows
 
 
 def _finite_scalar(value: float) -> float:

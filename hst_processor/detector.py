@@ -160,7 +160,10 @@ class Detector:
 
     def _process_slice(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
         verdicts: list[Verdict | None] = [None] * len(metrics)
-        groups: dict[tuple[str, ...], _Batch] = {}
+        # Each scored metric in order: its series, its feature row (None: the series' rows
+        # are computed together after this pass) and its time.
+        scored: list[tuple[int, Series, list[float] | None, float]] = []
+        waiting: dict[int, tuple[Series, list[list[float]]]] = {}  # by id(series)
         for index, metric in enumerate(metrics):
             if metric is None or not self._is_scored(metric):
                 continue
@@ -177,6 +180,14 @@ class Detector:
                 else:
                     self.counters.no_fields += 1
                 continue
+            when = self._seconds(metric) if self._policy else 0.0
+            if self._features.batched(series):
+                entry = waiting.get(id(series))
+                if entry is None:
+                    entry = waiting[id(series)] = (series, [])
+                entry[1].append(row)
+                scored.append((index, series, None, when))
+                continue
             rows = self._features.rows(series, row)
             if not rows:  # a feature still gathers its history
                 verdicts[index] = self._warmup
@@ -184,10 +195,21 @@ class Detector:
                 continue
             if len(rows) > 1:  # the gathered metrics, already answered as warm-up
                 self._learn_gathered(series, rows[:-1])
+            scored.append((index, series, rows[-1], when))
+        computed = {
+            key: iter(rows)
+            for key, rows in zip(
+                waiting, self._features.rows_of(list(waiting.values())), strict=True
+            )
+        }
+        groups: dict[tuple[str, ...], _Batch] = {}
+        for index, series, feature_row, when in scored:
+            if feature_row is None:
+                feature_row = next(computed[id(series)])
             batch = groups.get(series.features)
             if batch is None:
                 batch = groups[series.features] = _Batch()
-            batch.add(index, series, rows[-1], self._seconds(metric) if self._policy else 0.0)
+            batch.add(index, series, feature_row, when)
         for features, batch in groups.items():
             self._score(self.table.engine_parts(features), batch, verdicts)
         self.table.settle()

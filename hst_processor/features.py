@@ -17,8 +17,10 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hst_processor.config import Config
-from hst_processor.context import ContextFeatures, context_names
+from hst_processor.context import ContextFeatures, context_names, features_of_series
 from hst_processor.derived import DerivedState
 from hst_processor.series import Series
 
@@ -86,6 +88,32 @@ class FeaturePlan:
         if series.features is not series.inputs:
             row = [row[i] for i in self._order(series)]
         return [row]
+
+    @staticmethod
+    def batched(series: Series) -> bool:
+        """Whether a series' metrics can wait for :meth:`rows_of`, all of a batch's together:
+        fitted context features give one row per metric, the same bits however grouped."""
+        return series.context is not None and series.context.fitted
+
+    @staticmethod
+    def rows_of(
+        waiting: Sequence[tuple[Series, list[list[float]]]],
+    ) -> list[list[list[float]]]:
+        """The feature rows of :meth:`batched` series' metrics, one per metric, in order:
+        the series that share a feature set all computed together."""
+        by_features: dict[tuple[str, ...], list[int]] = {}
+        for position, (series, _) in enumerate(waiting):
+            by_features.setdefault(series.features, []).append(position)
+        results: list[list[list[float]]] = [[] for _ in waiting]
+        for positions in by_features.values():
+            contexts = [waiting[p][0].context for p in positions]
+            computed = features_of_series(
+                [context for context in contexts if context is not None],
+                [waiting[p][1] for p in positions],
+            )
+            for position, rows in zip(positions, computed, strict=True):
+                results[position] = rows
+        return results
 
     def _order(self, series: Series) -> list[int]:
         """Where each model feature sits in ``inputs + derived`` (cached per feature set)."""

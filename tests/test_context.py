@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hst_processor.context import LIMIT, MAX_RESIDUAL_FIELDS, ContextFeatures, source_of
+from hst_processor.context import (
+    LIMIT,
+    MAX_RESIDUAL_FIELDS,
+    ContextFeatures,
+    features_of_series,
+    source_of,
+)
 
 
 def related_rows(count: int, seed: int = 1) -> np.ndarray:
@@ -141,12 +147,49 @@ VALUES = st.one_of(
 
 @settings(max_examples=60, deadline=None)
 @given(width=st.integers(1, 6), data=st.data())
-def test_the_scalar_path_gives_numpys_bits_and_state(width: int, data: st.DataObject) -> None:
-    """A narrow series computes its features in Python floats: every feature and every saved
-    number must equal the NumPy path's, extreme and non-finite values included."""
+def test_one_metric_at_a_time_gives_numpys_bits_and_state(width: int, data: st.DataObject) -> None:
+    """A fitted series moves its running level in Python floats or in rounds shared with other
+    series: every feature and every saved number must equal the per-metric NumPy path's,
+    extreme and non-finite values included."""
     rows = data.draw(st.lists(st.lists(VALUES, min_size=width, max_size=width), min_size=30,
                               max_size=60))  # fmt: skip
     assert_same_bits(width, rows, fit=data.draw(st.integers(2, 20)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(1, 4), data=st.data())
+def test_features_have_the_same_bits_however_metrics_are_batched(
+    width: int, data: st.DataObject
+) -> None:
+    """Several series fed together in batches of any size (a round per metric for a few
+    metrics each, a Python loop for many) give each metric the bits it gets alone."""
+    fit = data.draw(st.integers(2, 12))
+    rows = st.lists(st.lists(VALUES, min_size=width, max_size=width), min_size=fit,
+                    max_size=fit + 30)  # fmt: skip
+    streams = [data.draw(rows) for _ in range(data.draw(st.integers(1, 4)))]
+    fields = [f"f{i}" for i in range(width)]
+    expected, alone_saved = [], []
+    for stream in streams:
+        alone = ContextFeatures(fields, fit=fit)
+        expected.append([row for values in stream for row in alone.update(values)])
+        alone_saved.append(alone.export())
+    contexts = [ContextFeatures(fields, fit=fit) for _ in streams]
+    got = [[row for values in stream[:fit] for row in context.update(values)]
+           for context, stream in zip(contexts, streams, strict=True)]  # fmt: skip
+    cursors = [fit] * len(streams)
+    while any(at < len(stream) for at, stream in zip(cursors, streams, strict=True)):
+        ends = [at + data.draw(st.integers(0, 12)) for at in cursors]
+        if ends == cursors:  # every batch empty: the first unfinished stream moves on
+            waiting = [at < len(stream) for at, stream in zip(cursors, streams, strict=True)]
+            ends[waiting.index(True)] += 1
+        batches = [stream[at:end] for stream, at, end in zip(streams, cursors, ends, strict=True)]
+        for mine, computed in zip(got, features_of_series(contexts, batches), strict=True):
+            mine += computed
+        cursors = [min(end, len(stream)) for end, stream in zip(ends, streams, strict=True)]
+    assert [[[_bits(v) for v in row] for row in rows] for rows in got] == [
+        [[_bits(v) for v in row] for row in rows] for rows in expected
+    ]
+    assert _bits_of([context.export() for context in contexts]) == _bits_of(alone_saved)
 
 
 @pytest.mark.parametrize("width", [1, 2])
@@ -163,10 +206,12 @@ def assert_same_bits(width: int, rows: list[list[float]], fit: int) -> None:
     for index, row in enumerate(rows):
         outputs_scalar += scalar.update(row)
         outputs_vector += vector.update(row)
-        vector._scalar = None  # the NumPy path throughout
+        if vector._running is not None:  # the NumPy path from here on, from the same state
+            vector.export()  # which brings the running level into the arrays it reads
+            vector._running = None
         if index == len(rows) // 2:  # a snapshot on the way changes nothing
             assert _bits_of(scalar.export()) == _bits_of(vector.export())
-    assert scalar._scalar is not None or not scalar.fitted or _degenerate(scalar)
+    assert scalar._running is not None or not scalar.fitted or _degenerate(scalar)
     assert [[_bits(v) for v in row] for row in outputs_scalar] == [
         [_bits(v) for v in row] for row in outputs_vector
     ]

@@ -116,6 +116,26 @@ def test_batching_does_not_change_verdicts() -> None:
     assert pieces == whole
 
 
+@pytest.mark.parametrize("piece", [1, 3, 9, 2 * CHUNK_METRICS])
+def test_batching_does_not_change_the_default_features_verdicts(piece: int) -> None:
+    """Fitted context features are computed per batch, many series together: a metric's
+    verdict must not depend on what came with it (one machine's burst, a metric of each)."""
+    rng = random.Random(7)
+    machines = [f"m{i}" for i in range(12)]
+    metrics: list[Metric | None] = []
+    for i in range(2400):  # bursts of one machine, then one metric of each, in turns
+        machine = machines[(i // 40) % 3] if (i // 400) % 2 else rng.choice(machines)
+        metrics.append(normal_metric(rng, machine) if i % 53 else fault_metric(machine))
+    defaults = {"detection": {"calibration": "rarity"}, "context_features": True}
+    whole = run(make_detector(scaling={"mode": "learned"}, **defaults)[0], metrics)
+    assert sum(v is not None and v.score is not None for v in whole) > 1000
+    detector, _ = make_detector(scaling={"mode": "learned"}, **defaults)
+    pieces: list[Verdict | None] = []
+    for start in range(0, len(metrics), piece):
+        pieces += run(detector, metrics[start : start + piece])
+    assert pieces == whole
+
+
 def test_other_measurements_and_unparsed_metrics_pass_through() -> None:
     detector, _ = make_detector()
     verdicts = run(detector, [parse_metric("cpu,id=a load=1,power=2 1"), None])
