@@ -106,11 +106,12 @@ class FeaturePlan:
             by_features.setdefault(series.features, []).append(position)
         results: list[list[list[float]]] = [[] for _ in waiting]
         for positions in by_features.values():
-            contexts = [waiting[p][0].context for p in positions]
-            computed = features_of_series(
-                [context for context in contexts if context is not None],
-                [waiting[p][1] for p in positions],
-            )
+            contexts: list[ContextFeatures] = []
+            for position in positions:
+                context = waiting[position][0].context
+                assert context is not None  # batched() said so
+                contexts.append(context)
+            computed = features_of_series(contexts, [waiting[p][1] for p in positions])
             for position, rows in zip(positions, computed, strict=True):
                 results[position] = rows
         return results
