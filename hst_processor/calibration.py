@@ -73,7 +73,4 @@ class Calibration:
         if rarity is None or state is None:
             return calibrated_score(total, typical, isolated)
         statistic = math.log(typical / total) if total > 0 else math.inf
-        ready = rarity.ready(state)
-        score = rarity.score(state, statistic) if ready else 0.0
-        rarity.learn(state, statistic)
-        return score if ready else None
+        return rarity.observe(state, statistic)

@@ -151,8 +151,11 @@ class Rarity:
         return min(_BINS - 1, int((value - self.lower) / self.width))
 
     def learn(self, state: RarityState, value: float) -> None:
+        self._learn(state, self._bin(value))
+
+    def _learn(self, state: RarityState, index: int) -> None:
         counts = state.counts
-        counts[self._bin(value)] += state.weight
+        counts[index] += state.weight
         state.total += state.weight
         state.weight *= self.growth
         state.seen += 1
@@ -164,12 +167,26 @@ class Rarity:
         if state.seen % _REFIT_EVERY == 0 or state.seen == self.min_scores:
             state.tail = self._fit_tail(state)
 
+    def observe(self, state: RarityState, value: float) -> float | None:
+        """The score of ``value`` against the series' metrics so far (None until it has
+        ``min_scores``), then ``value`` learned: :meth:`score` and :meth:`learn` in one, which
+        find its bin once (this runs for every scored metric)."""
+        index = self._bin(value)
+        score = (
+            score_of(self._share(state, value, index)) if state.seen >= self.min_scores else None
+        )
+        self._learn(state, index)
+        return score
+
     def share(self, state: RarityState, value: float) -> float:
         """The share of recent metrics at or above ``value`` (extrapolated in the tail)."""
+        return self._share(state, value, self._bin(value))
+
+    def _share(self, state: RarityState, value: float, index: int) -> float:
         if state.total <= 0.0:
             return 1.0
         if state.seen < self.extrapolate_after:  # too few scores for the tail: the rank bound
-            return max(self._histogram_share(state, value), 1.0 / (state.seen + 1))
+            return max(self._histogram_share(state, value, index), 1.0 / (state.seen + 1))
         start, tail_share, shape, scale = state.tail
         if value > start:
             excess = (value - start) / scale
@@ -177,10 +194,9 @@ class Rarity:
                 return tail_share * math.exp(-excess)
             base = 1.0 + shape * excess
             return tail_share * base ** (-1.0 / shape) if base > 0.0 else 0.0
-        return self._histogram_share(state, value)
+        return self._histogram_share(state, value, index)
 
-    def _histogram_share(self, state: RarityState, value: float) -> float:
-        index = self._bin(value)
+    def _histogram_share(self, state: RarityState, value: float, index: int) -> float:
         upper_edge = self.lower + (index + 1) * self.width
         inside = state.counts[index] * min(1.0, max(0.0, (upper_edge - value) / self.width))
         return min(1.0, (sum(state.counts[index + 1 :]) + inside) / state.total)

@@ -136,3 +136,20 @@ def test_the_first_thousand_scores_flag_no_more_than_the_threshold_says(draw: st
                 flagged += rarity.score(state, value) >= 0.5
             rarity.learn(state, value)
     assert flagged / scored <= 0.001  # rarer than 1 in 1,000 means that from the start
+
+
+@pytest.mark.parametrize("extrapolate_after", [None, 150])
+def test_observe_is_score_then_learn_to_the_bit(extrapolate_after: int | None) -> None:
+    """The processor's one call per metric gives what score-then-learn gives, tail and
+    histogram, before and after the tail may extrapolate, values beyond both ends included."""
+    rng = np.random.default_rng(8)
+    values = np.concatenate([rng.normal(0.0, 0.4, 3000), [-5.0, 40.0, np.inf, np.nan]])
+    rng.shuffle(values)
+    rarity = Rarity(upper=9.0, extrapolate_after=extrapolate_after)
+    state = rarity.new_state()
+    observed = [rarity.observe(state, value) for value in values.tolist()]
+    expected = scores_of(values, Rarity(upper=9.0, extrapolate_after=extrapolate_after))
+    assert [None if s is None else s.hex() for s in observed] == [
+        None if s is None else s.hex() for s in expected
+    ]
+    assert sum(s is not None and s >= 0.5 for s in observed) >= 1
