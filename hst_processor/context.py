@@ -84,6 +84,7 @@ SAVED_MATRICES = ("coefficients",)
 LIMIT = 4.0
 """Features are squashed into [-LIMIT, LIMIT]: the model's box."""
 _CLIP = 3.0  # a running average moves by at most this many usual deviations per metric
+_LARGEST = float(np.finfo(np.float64).max)
 _RIDGE = 0.01  # ridge penalty per fitted metric, on standardised fields
 _RESIDUAL_FLOOR = 0.05  # in the field's standard deviations: a fit cannot be more exact
 _FLOOR_FRACTION = 1e-3  # a flat field's unit: this share of its level or range
@@ -341,6 +342,8 @@ def features_of_series(
     if not stacked:
         return results
     first = contexts[stacked[0]]
+    if any(context.fields != first.fields for context in contexts):
+        raise ValueError("features_of_series takes series of the same fields, in one order")
     which = np.array(stacked, dtype=np.intp)
     values = np.array(metrics_in_order, dtype=np.float64)
     deviations, safe = _advance(moving, values)
@@ -413,6 +416,8 @@ def _advance(
             safe[at] = kept
             bound = _CLIP * usual
             clipped = np.minimum(np.maximum(change, -bound), bound)
+            if not math.isfinite(clipped.sum()):  # a step and its bound beyond the float range
+                clipped = np.nan_to_num(clipped)
             level[active] = _finite(mean + fast[active] * clipped)
             usual_now[active] = _finite(spread + slow[active] * (np.abs(clipped) - spread))
     for running, new_level, new_usual in zip(
@@ -461,10 +466,16 @@ class _Running:
 
     @classmethod
     def of(cls, context: ContextFeatures) -> _Running | None:
-        """The running state, for a series whose divisors are all positive (as a fit leaves
-        them; a restored snapshot that says otherwise keeps NumPy's handling)."""
+        """The running state, for a series whose statistics are all finite and whose divisors
+        are all positive, as a fit leaves them. A restored snapshot that says otherwise keeps
+        NumPy's per-metric handling: with a NaN usual deviation, say, a Python comparison and
+        NumPy's clip would move the level differently, and the features would depend on how
+        the metrics were batched."""
         divisors = (context.floor, context.half_range, context.spread, context.residual_spread)
         if not all(bool(np.all(values > 0)) for values in divisors):
+            return None
+        saved = [getattr(context, name) for name in SAVED_VECTORS + SAVED_MATRICES]
+        if not all(bool(np.isfinite(values).all()) for values in saved):
             return None
         return cls(context)
 
@@ -493,6 +504,8 @@ class _Running:
                 # Each step clipped, so an outlier barely moves the state.
                 bound = _CLIP * usual
                 clipped = bound if change > bound else -bound if change < -bound else change
+                if clipped - clipped != 0:  # a step and its bound beyond the float range
+                    clipped = math.copysign(_LARGEST, clipped)  # as NumPy's nan_to_num
                 moved = mean + fast * clipped
                 level[i] = moved if isfinite(moved) else _finite_scalar(moved)
                 spread = usual_now[i] + slow * (abs(clipped) - usual_now[i])

@@ -100,10 +100,10 @@ class FeaturePlan:
         waiting: Sequence[tuple[Series, list[list[float]]]],
     ) -> list[list[list[float]]]:
         """The feature rows of :meth:`batched` series' metrics, one per metric, in order:
-        the series that share a feature set all computed together."""
+        the series that read the same fields in the same order all computed together."""
         by_features: dict[tuple[str, ...], list[int]] = {}
         for position, (series, _) in enumerate(waiting):
-            by_features.setdefault(series.features, []).append(position)
+            by_features.setdefault(series.inputs, []).append(position)
         results: list[list[list[float]]] = [[] for _ in waiting]
         for positions in by_features.values():
             contexts: list[ContextFeatures] = []

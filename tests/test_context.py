@@ -238,3 +238,43 @@ def _bits_of(saved: Any) -> Any:
     if isinstance(saved, list):
         return [_bits_of(value) for value in saved]
     return saved
+
+
+@pytest.mark.parametrize("width", [1, 2, 17])
+def test_steps_beyond_the_float_range_move_every_path_alike(width: int) -> None:
+    """Values swinging between the float limits overflow the step and its bound: the Python
+    loop, the shared rounds and NumPy's per-metric path all clip it as NumPy does."""
+    rows = [[(1.7e308 if i % 2 else -1.7e308)] + [float(k) for k in range(1, width)]
+            for i in range(150)]  # fmt: skip
+    assert_same_bits(width, rows, fit=20)
+    fields = [f"f{i}" for i in range(width)]
+    alone, together = ContextFeatures(fields, fit=20), ContextFeatures(fields, fit=20)
+    one_by_one = [row for values in rows for row in alone.update(values)]
+    batched = [row for values in rows[:20] for row in together.update(values)]
+    batched += together.features_of(rows[20:])  # more than 8: the Python loop
+    assert _bits_of(batched) == _bits_of(one_by_one)
+    assert _bits_of(together.export()) == _bits_of(alone.export())
+
+
+def test_a_restored_state_that_is_not_finite_scores_the_same_however_batched() -> None:
+    """A snapshot with a NaN usual deviation (no fit leaves one) takes NumPy's per-metric
+    path, so its features cannot depend on how the metrics were read."""
+    context = ContextFeatures(("x", "y"), fit=10)
+    feed(context, related_rows(10))
+    saved = context.export()
+    saved["arrays"]["usual"][0] = math.nan
+    rows = related_rows(30, seed=2)[10:].tolist()
+    alone, together = ContextFeatures(("x", "y"), fit=10), ContextFeatures(("x", "y"), fit=10)
+    alone.restore(saved)
+    together.restore(saved)
+    one_by_one = [row for values in rows for row in alone.update(values)]
+    assert _bits_of(together.features_of(rows)) == _bits_of(one_by_one)
+    assert _bits_of(together.export()) == _bits_of(alone.export())
+
+
+def test_series_computed_together_must_read_the_same_fields_in_one_order() -> None:
+    first, second = ContextFeatures(("x", "y"), fit=3), ContextFeatures(("y", "x"), fit=3)
+    for context in (first, second):
+        feed(context, related_rows(3))
+    with pytest.raises(ValueError, match="same fields"):
+        features_of_series([first, second], [[[1.0, 2.0]], [[2.0, 1.0]]])
