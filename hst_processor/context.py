@@ -333,7 +333,7 @@ def features_of_series(
     for position, (context, metrics) in enumerate(zip(contexts, rows, strict=True)):
         if not metrics:
             continue
-        if context._running is None:  # a restored state with a divisor at 0: NumPy's way
+        if context._running is None:  # a restored state not as a fit leaves one: NumPy's way
             results[position] = [context._features(np.asarray(row, np.float64)) for row in metrics]
             continue
         moving.append((context._running, len(stacked), metrics))
@@ -344,6 +344,11 @@ def features_of_series(
     first = contexts[stacked[0]]
     if any(context.fields != first.fields for context in contexts):
         raise ValueError("features_of_series takes series of the same fields, in one order")
+    if len(stacked) * len(first.fields) ** 2 <= _SCALAR_WORK:
+        for running, start, metrics in moving:
+            position = stacked[start]
+            results[position] = _scalar_features(contexts[position], running, metrics)
+        return results
     which = np.array(stacked, dtype=np.intp)
     values = np.array(metrics_in_order, dtype=np.float64)
     deviations, safe = _advance(moving, values)
@@ -369,6 +374,12 @@ def features_of_series(
         results[position].append(row)
     return results
 
+
+_SCALAR_WORK = 128
+"""Up to this many rows times fields squared (a residual costs a field's square), a batch is
+computed in Python floats: some forty NumPy calls cost more than the arithmetic on a few
+numbers, and a lone metric must not wait for them. The same IEEE operations in the same order
+as the array path, so the same bits."""
 
 _ROUNDS_UP_TO = 8
 """A series with at most this many metrics in a batch moves its running level together with
@@ -425,6 +436,46 @@ def _advance(
     ):
         running.level, running.usual = new_level, new_usual
     return deviations, safe
+
+
+def _scalar_features(
+    context: ContextFeatures, running: _Running, metrics: Sequence[Sequence[float]]
+) -> list[list[float]]:
+    """:func:`features_of_series` for one series' few metrics, in Python floats."""
+    deviations, safe_rows = running.advance(metrics)
+    width = len(context.fields)
+    order: list[int] = context._order.tolist()
+    center, half_range = context.center.tolist(), context.half_range.tolist()
+    mean, spread = context.mean.tolist(), context.spread.tolist()
+    coefficients: list[list[float]] = context.coefficients.tolist()
+    residual_spread = context.residual_spread.tolist()
+    result: list[list[float]] = []
+    for deviation, safe, values in zip(deviations, safe_rows, metrics, strict=True):
+        parts = list(deviation)
+        if "level" in context.kinds:
+            parts += [(v - c) / h for v, c, h in zip(values, center, half_range, strict=True)]
+        elif "residual" in context.kinds:
+            standard = [
+                min(max((v - m) / d, -1e6), 1e6) for v, m, d in zip(safe, mean, spread, strict=True)
+            ]
+            for target in range(width):
+                predicted = 0.0  # summed field by field, as _predict does
+                for source in range(width):
+                    predicted += standard[source] * coefficients[source][target]
+                parts.append((standard[target] - predicted) / residual_spread[target])
+        squashed = [_squash_scalar(value) for value in parts]
+        result.append([squashed[k] for k in order])
+    return result
+
+
+def _squash_scalar(value: float) -> float:
+    """``_squash`` of one number: NaN lands in the box's middle, infinity on its edge."""
+    if value != value:
+        return 0.0
+    if value == 0:
+        return 0.0  # NumPy's sign(-0.0) is 0.0: no negative zero
+    squashed = math.copysign(math.log1p(abs(value)), value)
+    return min(max(squashed, -LIMIT), LIMIT)
 
 
 def _residuals(

@@ -278,3 +278,20 @@ def test_series_computed_together_must_read_the_same_fields_in_one_order() -> No
         feed(context, related_rows(3))
     with pytest.raises(ValueError, match="same fields"):
         features_of_series([first, second], [[[1.0, 2.0]], [[2.0, 1.0]]])
+
+
+def test_ordinary_values_of_many_fields_give_the_same_bits_on_every_path() -> None:
+    """Six related fields of ordinary values, where the order of a residual's sum shows in
+    its last bits: a lone metric (Python floats), a few series' rounds and the per-metric
+    NumPy path must all sum field by field in one order."""
+    rng = np.random.default_rng(11)
+    base = rng.normal(0.0, 1.0, (160, 1))
+    rows = (base * rng.uniform(0.5, 3.0, 6) + rng.normal(0.0, 0.3, (160, 6))).tolist()
+    assert_same_bits(6, rows, fit=40)
+    fields = [f"f{i}" for i in range(6)]
+    alone, together = ContextFeatures(fields, fit=40), ContextFeatures(fields, fit=40)
+    one_by_one = [row for values in rows for row in alone.update(values)]
+    batched = [row for values in rows[:40] for row in together.update(values)]
+    for start in range(40, 160, 30):  # 30 rows of 6 fields: the array path
+        batched += together.features_of(rows[start : start + 30])
+    assert _bits_of(batched) == _bits_of(one_by_one)
