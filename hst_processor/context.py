@@ -251,6 +251,9 @@ class ContextFeatures:
         self.fitted = True
 
     def _features(self, values: FloatArray) -> list[float]:
+        """One metric's features in NumPy, the running state in the arrays: the way for a
+        restored state that no fit leaves (see :meth:`_Running.of`), and the reference the
+        tests hold every faster path to, bit for bit."""
         finite = np.isfinite(values)
         safe = np.where(finite, values, self.level)
         with np.errstate(over="ignore", invalid="ignore"):
