@@ -446,18 +446,17 @@ def _scalar_features(
 ) -> list[list[float]]:
     """:func:`features_of_series` for one series' few metrics, in Python floats."""
     deviations, safe_rows = running.advance(metrics)
-    width = len(context.fields)
     order: list[int] = context._order.tolist()
-    center, half_range = context.center.tolist(), context.half_range.tolist()
-    mean, spread = context.mean.tolist(), context.spread.tolist()
-    coefficients: list[list[float]] = context.coefficients.tolist()
-    residual_spread = context.residual_spread.tolist()
-    result: list[list[float]] = []
-    for deviation, safe, values in zip(deviations, safe_rows, metrics, strict=True):
-        parts = list(deviation)
-        if "level" in context.kinds:
+    if "level" in context.kinds:
+        center, half_range = context.center.tolist(), context.half_range.tolist()
+        for parts, values in zip(deviations, metrics, strict=True):
             parts += [(v - c) / h for v, c, h in zip(values, center, half_range, strict=True)]
-        elif "residual" in context.kinds:
+    elif "residual" in context.kinds:
+        width = len(context.fields)
+        mean, spread = context.mean.tolist(), context.spread.tolist()
+        coefficients: list[list[float]] = context.coefficients.tolist()
+        residual_spread = context.residual_spread.tolist()
+        for parts, safe in zip(deviations, safe_rows, strict=True):
             standard = [
                 min(max((v - m) / d, -1e6), 1e6) for v, m, d in zip(safe, mean, spread, strict=True)
             ]
@@ -466,6 +465,8 @@ def _scalar_features(
                 for source in range(width):
                     predicted += standard[source] * coefficients[source][target]
                 parts.append((standard[target] - predicted) / residual_spread[target])
+    result: list[list[float]] = []
+    for parts in deviations:  # each row's deviations, then its level or residuals
         squashed = [_squash_scalar(value) for value in parts]
         result.append([squashed[k] for k in order])
     return result

@@ -160,9 +160,9 @@ class Detector:
 
     def _process_slice(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
         verdicts: list[Verdict | None] = [None] * len(metrics)
-        # Each scored metric in order: its series, its feature row (None: the series' rows
-        # are computed together after this pass) and its time.
-        scored: list[tuple[int, Series, list[float] | None, float]] = []
+        # Each scored metric in order, with its series and its feature row (None: the
+        # series' rows are computed together after this pass).
+        scored: list[tuple[int, Series, list[float] | None, Metric]] = []
         waiting: dict[int, tuple[Series, list[list[float]]]] = {}  # by id(series)
         for index, metric in enumerate(metrics):
             if metric is None or not self._is_scored(metric):
@@ -180,13 +180,12 @@ class Detector:
                 else:
                     self.counters.no_fields += 1
                 continue
-            when = self._seconds(metric) if self._policy else 0.0
             if self._features.batched(series):
                 entry = waiting.get(id(series))
                 if entry is None:
                     entry = waiting[id(series)] = (series, [])
                 entry[1].append(row)
-                scored.append((index, series, None, when))
+                scored.append((index, series, None, metric))
                 continue
             rows = self._features.rows(series, row)
             if not rows:  # a feature still gathers its history
@@ -195,7 +194,7 @@ class Detector:
                 continue
             if len(rows) > 1:  # the gathered metrics, already answered as warm-up
                 self._learn_gathered(series, rows[:-1])
-            scored.append((index, series, rows[-1], when))
+            scored.append((index, series, rows[-1], metric))
         computed = {
             key: iter(rows)
             for key, rows in zip(
@@ -203,13 +202,13 @@ class Detector:
             )
         }
         groups: dict[tuple[str, ...], _Batch] = {}
-        for index, series, feature_row, when in scored:
+        for index, series, feature_row, metric in scored:
             if feature_row is None:
                 feature_row = next(computed[id(series)])
             batch = groups.get(series.features)
             if batch is None:
                 batch = groups[series.features] = _Batch()
-            batch.add(index, series, feature_row, when)
+            batch.add(index, series, feature_row, self._seconds(metric) if self._policy else 0.0)
         for features, batch in groups.items():
             self._score(self.table.engine_parts(features), batch, verdicts)
         self.table.settle()

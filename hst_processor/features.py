@@ -101,11 +101,11 @@ class FeaturePlan:
     ) -> list[list[list[float]]]:
         """The feature rows of :meth:`batched` series' metrics, one per metric, in order:
         the series that read the same fields in the same order all computed together."""
-        by_features: dict[tuple[str, ...], list[int]] = {}
+        by_fields: dict[tuple[str, ...], list[int]] = {}
         for position, (series, _) in enumerate(waiting):
-            by_features.setdefault(series.inputs, []).append(position)
+            by_fields.setdefault(series.inputs, []).append(position)
         results: list[list[list[float]]] = [[] for _ in waiting]
-        for positions in by_features.values():
+        for positions in by_fields.values():
             contexts: list[ContextFeatures] = []
             for position in positions:
                 context = waiting[position][0].context
