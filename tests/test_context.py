@@ -161,8 +161,9 @@ def test_one_metric_at_a_time_gives_numpys_bits_and_state(width: int, data: st.D
 def test_features_have_the_same_bits_however_metrics_are_batched(
     width: int, data: st.DataObject
 ) -> None:
-    """Several series fed together in batches of any size (a round per metric for a few
-    metrics each, a Python loop for many) give each metric the bits it gets alone."""
+    """Several series fed together in batches of any size (Python floats for a few metrics
+    in all, otherwise a round per metric for a series with a few, a Python loop for one with
+    many) give each metric the bits it gets alone."""
     fit = data.draw(st.integers(2, 12))
     rows = st.lists(st.lists(VALUES, min_size=width, max_size=width), min_size=fit,
                     max_size=fit + 30)  # fmt: skip
@@ -247,13 +248,7 @@ def test_steps_beyond_the_float_range_move_every_path_alike(width: int) -> None:
     rows = [[(1.7e308 if i % 2 else -1.7e308)] + [float(k) for k in range(1, width)]
             for i in range(150)]  # fmt: skip
     assert_same_bits(width, rows, fit=20)
-    fields = [f"f{i}" for i in range(width)]
-    alone, together = ContextFeatures(fields, fit=20), ContextFeatures(fields, fit=20)
-    one_by_one = [row for values in rows for row in alone.update(values)]
-    batched = [row for values in rows[:20] for row in together.update(values)]
-    batched += together.features_of(rows[20:])  # more than 8: the Python loop
-    assert _bits_of(batched) == _bits_of(one_by_one)
-    assert _bits_of(together.export()) == _bits_of(alone.export())
+    assert_batches_like_one_by_one(width, rows, fit=20, batch=130)  # the Python loop
 
 
 def test_a_restored_state_that_is_not_finite_scores_the_same_however_batched() -> None:
@@ -288,10 +283,19 @@ def test_ordinary_values_of_many_fields_give_the_same_bits_on_every_path() -> No
     base = rng.normal(0.0, 1.0, (160, 1))
     rows = (base * rng.uniform(0.5, 3.0, 6) + rng.normal(0.0, 0.3, (160, 6))).tolist()
     assert_same_bits(6, rows, fit=40)
-    fields = [f"f{i}" for i in range(6)]
-    alone, together = ContextFeatures(fields, fit=40), ContextFeatures(fields, fit=40)
+    assert_batches_like_one_by_one(6, rows, fit=40, batch=30)  # 30 rows of 6: the arrays
+
+
+def assert_batches_like_one_by_one(
+    width: int, rows: list[list[float]], fit: int, batch: int
+) -> None:
+    """After the fit, ``batch`` metrics at a time give the features and state that one metric
+    at a time gives."""
+    fields = [f"f{i}" for i in range(width)]
+    alone, together = ContextFeatures(fields, fit=fit), ContextFeatures(fields, fit=fit)
     one_by_one = [row for values in rows for row in alone.update(values)]
-    batched = [row for values in rows[:40] for row in together.update(values)]
-    for start in range(40, 160, 30):  # 30 rows of 6 fields: the array path
-        batched += together.features_of(rows[start : start + 30])
+    batched = [row for values in rows[:fit] for row in together.update(values)]
+    for start in range(fit, len(rows), batch):
+        batched += together.features_of(rows[start : start + batch])
     assert _bits_of(batched) == _bits_of(one_by_one)
+    assert _bits_of(together.export()) == _bits_of(alone.export())
