@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from conftest import BENCH_LINES, ROOT
+from revisions import DEFAULTS
 
 from simulator.run import simulate
 from simulator.scenario import ScheduledFault
 
 MACHINES = [3, 1000]
-DEFAULTS = "measurements: [machine_data]\ngroup_by: [machineID]\n"
 
 
 @pytest.fixture(scope="module", params=MACHINES, ids=lambda m: f"{m}machines")
