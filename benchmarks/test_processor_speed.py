@@ -73,4 +73,27 @@ def test_hst_processor(
         units="metrics",
         per_round=BENCH_LINES,
     )
+    if config == "demo":  # the one-worker figure the workers' row is read against
+        benchmark.extra_info["baseline_key"] = f"demo, one worker, {machines} machines"
+    benchmark.pedantic(run_command, args=(command, path), rounds=3)
+
+
+def test_hst_processor_two_workers(
+    benchmark: Any, metrics_file: tuple[int, Path], tmp_path: Path
+) -> None:
+    """The demo config with ``workers: 2``, against one worker in the same run. Three machines
+    share two workers two to one: the 1,000 machines' row is the one that tells."""
+    machines, path = metrics_file
+    script = shutil.which("hst-processor")
+    assert script is not None
+    config_file = tmp_path / "two-workers.yaml"
+    config_file.write_text((ROOT / "hst-processor.yaml").read_text() + "\nworkers: 2\n")
+    command = [script, "--config", str(config_file)]
+    benchmark.group = f"processor {machines} machines"
+    benchmark.extra_info.update(
+        row=f"processor (demo config, workers: 2), {machines} machines",
+        baseline=f"demo, one worker, {machines} machines",
+        units="metrics",
+        per_round=BENCH_LINES,
+    )
     benchmark.pedantic(run_command, args=(command, path), rounds=3)

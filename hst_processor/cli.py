@@ -357,6 +357,7 @@ def _run(
     from hst_processor.processor import Processor, serve
     from hst_processor.selfmetrics import SelfReport
     from hst_processor.state import StateStore
+    from hst_processor.workers import WorkerPool
 
     state = None
     if state_file and not engine_persists(config.model.engine):
@@ -367,7 +368,12 @@ def _run(
     elif state_file:
         state = StateStore(state_file, config.state.interval, log)
     notifier = build_notifier(config.alerts, os.environ, log)
-    detector = Detector(config, log, notify=notifier.enqueue if notifier is not None else None)
+    notify = notifier.enqueue if notifier is not None else None
+    detector = (
+        WorkerPool(config, log, notify=notify)
+        if config.workers > 1
+        else Detector(config, log, notify=notify)
+    )
     # The I/O of a start: the lock, and the snapshot read into the detector.
     restored = state.start(detector) if state is not None else 0
     processor = Processor(
@@ -396,6 +402,7 @@ def _describe(config: Config) -> str:
         f"scoring {measurements} by {group_by}; {describe_features(config)}; engine {model.engine} "
         f"({model.n_trees} trees, height {model.height}, window {model.window_size}); "
         f"{scaling}; threshold {config.detection.threshold:g}"
+        + (f"; {config.workers} scoring workers" if config.workers > 1 else "")
     )
 
 

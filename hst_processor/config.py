@@ -32,6 +32,7 @@ from hst_processor.errors import ConfigError
 from hst_processor.lineproto import is_numeric
 
 __all__ = [
+    "MAX_WORKERS",
     "MODEL_RANGES",
     "AlertsConfig",
     "Config",
@@ -43,6 +44,7 @@ __all__ = [
     "ScalingConfig",
     "SelfMetricsConfig",
     "StateConfig",
+    "available_cores",
     "load_config",
     "parse_config",
     "series_bytes",
@@ -231,6 +233,9 @@ class Config:
     (:mod:`hst_processor.context`) instead of the raw fields."""
     max_series: int = 10_000
     """Live series bound; the least recently seen is evicted, with a warning."""
+    workers: int = 1
+    """Scoring processes, each owning a fixed share of the series (``auto`` in the file: one
+    per core this process may run on). One: everything in this process."""
     model: ModelConfig = field(default_factory=ModelConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
@@ -319,6 +324,7 @@ def _parse_expanded(document: dict[str, Any]) -> Config:
         derived=derived,
         context_features=_boolean(document, "context_features", Config.context_features, ""),
         max_series=_integer(document, "max_series", Config.max_series, 1, 10_000_000),
+        workers=_workers(document),
         model=model,
         scaling=_scaling(document.get("scaling", {}), model.features or available),
         detection=detection,
@@ -699,6 +705,28 @@ def _number(
             _path(prefix, name), f"must be a number from {low:g} to {high:g}, got {_show(value)}"
         )
     return float(value)
+
+
+MAX_WORKERS = 64
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, which a container's CPU set limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _workers(document: Mapping[str, Any]) -> int:
+    if document.get("workers") == "auto":
+        return min(available_cores(), MAX_WORKERS)
+    value = document.get("workers", Config.workers)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(
+            "workers", f'must be an integer from 1 to {MAX_WORKERS} or "auto", got {_show(value)}'
+        )
+    return value
 
 
 def _boolean(section: Mapping[str, Any], name: str, default: bool, prefix: str) -> bool:

@@ -82,6 +82,7 @@ class Counters:
     non_numeric: int = 0
     evicted: int = 0
     key_too_long: int = 0  # metrics whose series key exceeds limits.max_key_bytes
+    lost: int = 0  # in a scoring worker that died (``workers``): passed through unscored
 
 
 @dataclass
@@ -138,6 +139,10 @@ class Detector:
     def series(self) -> OrderedDict[SeriesKey, Series]:
         """The live series, least recently seen first."""
         return self.table.series
+
+    def series_count(self) -> int:
+        """How many series are live."""
+        return len(self.table.series)
 
     def open_episodes(self) -> int:
         """Live series whose tag says ``true`` now (an episode has begun and not ended)."""

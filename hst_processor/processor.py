@@ -25,7 +25,6 @@ import select
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from hst_processor.config import Config
 from hst_processor.detector import Detector, Verdict
@@ -47,6 +46,8 @@ from hst_processor.notify import Notifier
 from hst_processor.selfmetrics import SelfReport
 from hst_processor.signals import StopSignals
 from hst_processor.state import StateStore
+from hst_processor.stats import Stats
+from hst_processor.workers import WorkerPool
 
 __all__ = ["Processor", "Stats", "serve"]
 
@@ -67,26 +68,6 @@ _PREVIEW = 120
 _MAYBE_BLANK_OR_COMMENT = frozenset(" \t\v\f\r\n#")
 
 
-@dataclass
-class Stats:
-    """What went through, line by line ("line": one metric's text, a quoted string's newlines
-    included, or a blank line or a comment)."""
-
-    lines_in: int = 0
-    lines_out: int = 0
-    unparseable: int = 0  # not UTF-8, cut off and held too long included
-    cut_off: int = 0  # the input ended inside a metric
-    blank: int = 0
-    comments: int = 0
-    not_utf8: int = 0
-    passed_through: int = 0  # lines that went out exactly as they came
-
-    @property
-    def metrics(self) -> int:
-        """Lines read as metrics: neither blank, nor a comment, nor unparseable."""
-        return self.lines_in - self.unparseable - self.blank - self.comments
-
-
 class Processor:
     """Text in, enriched text out, metric by metric, keeping an incomplete tail for later."""
 
@@ -94,7 +75,7 @@ class Processor:
         self,
         config: Config,
         log: Log,
-        detector: Detector | None = None,
+        detector: Detector | WorkerPool | None = None,
         notifier: Notifier | None = None,
         state: StateStore | None = None,
         observer: Callable[[Metric, Verdict], None] | None = None,
@@ -109,7 +90,7 @@ class Processor:
         self.notifier = notifier
         self.state = state
         self._restored = restored  # metrics the restored snapshot had seen
-        self.detector = detector or Detector(
+        self.detector: Detector | WorkerPool = detector or Detector(
             config, log, notify=notifier.enqueue if notifier is not None else None
         )
         self.stats = Stats()
@@ -186,6 +167,15 @@ class Processor:
         return "".join(lines) + self.feed("")
 
     def _process(self, chunks: list[str]) -> str:
+        if isinstance(self.detector, WorkerPool):  # every line to its series' worker
+            lines, stats = self.detector.process_lines(chunks)
+            self.stats.add(stats)
+            return "".join(lines)
+        return "".join(self.process_lines(chunks))
+
+    def process_lines(self, chunks: list[str]) -> list[str]:
+        """Each line's output, in order (a scoring worker's part of :meth:`feed`)."""
+        assert isinstance(self.detector, Detector)  # a pool's workers each have their own
         bodies: list[str] = []
         metrics: list[Metric | None] = []
         parse = self._parse
@@ -212,7 +202,7 @@ class Processor:
         stats.lines_in += len(chunks)
         stats.lines_out += len(out)
         stats.passed_through += passed
-        return "".join(out)
+        return out
 
     def _parse(self, body: str) -> Metric | None:
         if body and body[0] not in _MAYBE_BLANK_OR_COMMENT:
@@ -272,11 +262,14 @@ class Processor:
         drain and the save do not push the exit past Telegraf's 5 s."""
         if self.state is not None:
             self.state.save_now(self.detector, self.processed)
+        if isinstance(self.detector, WorkerPool):
+            self.detector.close()
         if self.notifier is not None:
             self.notifier.close(since=stopped_at)
 
     def summary(self) -> str:
         stats, counters = self.stats, self.detector.counters
+        lost = f", {counters.lost} lost in a worker that died" if counters.lost else ""
         alerts = ""
         if self.notifier is not None:
             sent = self.notifier.counters
@@ -292,9 +285,10 @@ class Processor:
             f"{counters.anomalous} anomalous, {counters.warmup} in warm-up, "
             f"{counters.not_scored} missing features, {counters.no_fields} without a feature "
             f"field, {counters.non_numeric} non-numeric values, "
-            f"{counters.already_scored} already scored, {counters.key_too_long} keys too long; "
+            f"{counters.already_scored} already scored, {counters.key_too_long} keys too long"
+            f"{lost}; "
             f"{stats.passed_through} lines passed through unchanged; "
-            f"{len(self.detector.series)} series, {counters.evicted} evicted{alerts}"
+            f"{self.detector.series_count()} series, {counters.evicted} evicted{alerts}"
         )
 
 

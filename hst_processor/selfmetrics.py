@@ -112,7 +112,7 @@ def report_fields(processor: Processor, latencies: list[float]) -> dict[str, int
         "warmup": counters.warmup,
         "unparseable": stats.unparseable,
         "passed_through": stats.passed_through,
-        "series": len(processor.detector.series),
+        "series": processor.detector.series_count(),
         "evicted": counters.evicted,
         "open_episodes": processor.detector.open_episodes(),
     }

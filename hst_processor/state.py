@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import numpy as np
@@ -60,11 +60,16 @@ from hst_processor.times import file_stamp, utc_text
 __all__ = [
     "FORMAT",
     "VERSION",
+    "Models",
+    "PooledModels",
     "SaveCounters",
     "StateError",
     "StateStore",
+    "assemble",
     "describe",
     "forget",
+    "model_section",
+    "packed_series",
     "parse",
     "read_snapshot",
     "restore",
@@ -89,7 +94,7 @@ class StateError(HstProcessorError):
 # Snapshot <-> detector
 
 
-def _model_section(config: Config) -> dict[str, Any]:
+def model_section(config: Config) -> dict[str, Any]:
     model = config.model
     return {
         "n_trees": model.n_trees,
@@ -111,24 +116,67 @@ def _scaling_for(config: Config, features: tuple[str, ...]) -> dict[str, Any]:
 def snapshot(detector: Detector, processed: int) -> bytes:
     """The detector's whole state as msgpack bytes. ``processed`` is how many metrics the
     stream had delivered when it was taken (where a replay after a crash should resume)."""
-    series_list = []
+    return assemble(detector.config, processed, [packed_series(detector)])
+
+
+def packed_series(detector: Detector) -> tuple[int, bytes]:
+    """How many series the detector holds and their snapshot entries, each packed, one after
+    the other in least-recently-seen order: a part of a snapshot (see :func:`assemble`)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    entries = []
     for series in detector.series.values():
         try:
             saved = detector.export_series(series)
         except ValueError as error:  # an engine without persistence
             raise StateError(str(error)) from None
         saved["scaling"] = _scaling_for(detector.config, series.features)
-        series_list.append(saved)
-    document = {
+        entries.append(packer.pack(saved))
+    return len(entries), b"".join(entries)
+
+
+def assemble(config: Config, processed: int, parts: Sequence[tuple[int, bytes]]) -> bytes:
+    """A snapshot of the series in ``parts`` (each from :func:`packed_series`, of detectors
+    with this configuration), their packed entries joined as they are: the scoring workers'
+    series make one file without being decoded again."""
+    packer = msgpack.Packer(use_bin_type=True)
+    head = {
         "format": FORMAT,
         "version": VERSION,
         "saved_at": time.time(),
         "processed": processed,
-        "model": _model_section(detector.config),
-        "series": series_list,
+        "model": model_section(config),
     }
-    data: bytes = msgpack.packb(document, use_bin_type=True)
-    return data
+    chunks = [packer.pack_map_header(len(head) + 1)]
+    for name, value in head.items():
+        chunks += [packer.pack(name), packer.pack(value)]
+    chunks += [packer.pack("series"), packer.pack_array_header(sum(n for n, _ in parts))]
+    chunks += [entries for _, entries in parts]
+    return b"".join(chunks)
+
+
+class PooledModels(Protocol):
+    """Models a :class:`StateStore` saves and restores that are not one :class:`Detector`
+    in this process: the scoring workers' (:class:`hst_processor.workers.WorkerPool`)."""
+
+    config: Config
+
+    def snapshot(self, processed: int) -> bytes: ...
+
+    def restore(self, document: Mapping[str, Any]) -> list[str]: ...
+
+    def forget_all(self) -> None: ...
+
+    def series_count(self) -> int: ...
+
+
+Models = Detector | PooledModels
+"""What a :class:`StateStore` keeps: the detector, or the workers' models."""
+
+
+def _snapshot_of(models: Models, processed: int) -> bytes:
+    if isinstance(models, Detector):
+        return snapshot(models, processed)
+    return models.snapshot(processed)
 
 
 def parse(data: bytes) -> dict[str, Any]:
@@ -429,10 +477,10 @@ def restore(detector: Detector, document: Mapping[str, Any]) -> list[str]:
     config = detector.config
     warnings: list[str] = []
     saved_model = document["model"]
-    if saved_model != _model_section(config):
+    if saved_model != model_section(config):
         changes = ", ".join(
             f"{name} {saved_model.get(name)} -> {value}"
-            for name, value in _model_section(config).items()
+            for name, value in model_section(config).items()
             if saved_model.get(name) != value
         )
         return [f"model configuration changed ({changes}): all {len(document['series'])} series "
@@ -633,7 +681,7 @@ class StateStore:
         self._last_save = time.monotonic()
         self.counters = SaveCounters()
 
-    def start(self, detector: Detector) -> int:
+    def start(self, detector: Models) -> int:
         """At start: take the lock and restore the snapshot; return how many metrics it had
         seen. A file another processor holds is left alone; a directory that is missing or
         not writable still lets a readable snapshot restore, and the saves retry."""
@@ -698,7 +746,7 @@ class StateStore:
         """Whether saves can go on: the lock is ours, or could be taken now."""
         return self.enabled or (self._retry and self.acquire(retrying=True))
 
-    def load_into(self, detector: Detector) -> int:
+    def load_into(self, detector: Models) -> int:
         """Restore the snapshot, if any; return how many metrics it had seen."""
         try:
             data = read_snapshot(self.path, detector.config.limits.memory_mb * MIB // 2)
@@ -712,7 +760,10 @@ class StateStore:
             return 0
         try:
             document = parse(data)
-            warnings = restore(detector, document)
+            if isinstance(detector, Detector):
+                warnings = restore(detector, document)
+            else:
+                warnings = detector.restore(document)
         except StateError as error:
             self._set_aside(detector, str(error))
             return 0
@@ -722,12 +773,12 @@ class StateStore:
         for warning in warnings:
             self.log.warn(f"state file {self.path}: {warning}")
         self.log.info(
-            f"restored {len(detector.series)} series from {self.path} "
+            f"restored {detector.series_count()} series from {self.path} "
             f"(saved after {document['processed']} metrics)"
         )
         return int(document["processed"])
 
-    def _set_aside(self, detector: Detector, reason: str) -> None:
+    def _set_aside(self, detector: Models, reason: str) -> None:
         """Start fresh from an unusable file, kept beside it for a person to look at."""
         detector.forget_all()  # anything a failed restore left behind
         aside = self.path.with_name(f"{self.path.name}.corrupt-{file_stamp(time.time())}")
@@ -738,7 +789,7 @@ class StateStore:
             kept = "left in place"
         self.log.warn(f"state file {self.path}: {reason}; starting fresh ({kept})")
 
-    def maybe_save(self, detector: Detector, processed: int) -> None:
+    def maybe_save(self, detector: Models, processed: int) -> None:
         """After a batch: reap a finished save; fork a new one when the interval is up."""
         if not (self.enabled or self._retry):
             return
@@ -748,21 +799,30 @@ class StateStore:
         self._last_save = time.monotonic()
         if not self._may_save():
             return
-        parent = os.getpid()
         self._child_started = time.time()
+        gathered = None  # the workers' models are gathered here; a detector's in the child
+        if not isinstance(detector, Detector):
+            try:
+                gathered = detector.snapshot(processed)
+            except StateError as error:
+                self.counters.failed += 1
+                self.log.warn_repeated("state-save", f"could not save state: {error}")
+                return
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: save and leave, touching nothing the parent shares
             _die_with_parent(parent)
-            os._exit(self._save_in_child(detector, processed))
+            os._exit(self._save_in_child(detector, processed, gathered))
         self._child = pid
 
-    def _save_in_child(self, detector: Detector, processed: int) -> int:
+    def _save_in_child(self, detector: Models, processed: int, gathered: bytes | None) -> int:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.close(0)
             os.close(1)  # Telegraf must see our stdout close when the parent exits
-            write_atomic(self.path, snapshot(detector, processed))
+            data = gathered if gathered is not None else _snapshot_of(detector, processed)
+            write_atomic(self.path, data)
             os.utime(self.path)  # the save's end, synced and renamed: the parent dates it by it
             return 0
         except OSError as error:
@@ -787,14 +847,14 @@ class StateStore:
                 "state-save", f"could not save state to {self.path}: {reason}; will retry"
             )
 
-    def save_now(self, detector: Detector, processed: int) -> None:
+    def save_now(self, detector: Models, processed: int) -> None:
         """The final save, in this process (after the output is flushed)."""
         if not self._may_save():
             return
         self.poll(wait=True)
         started = time.time()
         try:
-            write_atomic(self.path, snapshot(detector, processed))
+            write_atomic(self.path, _snapshot_of(detector, processed))
             os.utime(self.path)  # the save's end, as a forked save stamps it
         except OSError as error:
             self.counters.failed += 1

@@ -534,3 +534,36 @@ def test_start_up_does_not_import_river() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30)
     assert result.stdout.split() == [b"0", b"False"], result.stderr
+
+
+def test_with_two_workers_each_lone_metric_is_answered_and_a_stop_saves_and_ends_them(
+    tmp_path: Path,
+) -> None:
+    """``workers: 2`` under Telegraf: a lone metric is answered at once (no batch is waited
+    for), SIGTERM saves every worker's series into the one state file and exits 0, and no
+    worker outlives the processor."""
+    config = tmp_path / "two-workers.yaml"
+    config.write_text(DEMO_CONFIG.read_text() + "\nworkers: 2\n")
+    state = tmp_path / "state.msgpack"
+    harness = ExecdHarness(command("--config", str(config), "--state-file", str(state))).start()
+    assert harness.process is not None
+    machines = [f"machine{m}" for m in range(1, 7)]
+    for i in range(20):
+        for machine in machines:
+            line = machine_line(i, machine)
+            harness.write_metric(line)
+            assert ADDED.sub(b"", harness.read_metric(timeout=5).text) == line + b"\n"
+    children = Path(f"/proc/{harness.process.pid}/task/{harness.process.pid}/children")
+    workers = [int(pid) for pid in children.read_text().split()]
+    assert len(workers) == 2
+    harness.process.send_signal(signal.SIGTERM)
+    assert harness.process.wait(timeout=5) == 0
+    harness.join()
+    assert harness.unprefixed_stderr() == []
+    assert any(b"I! hst-processor: 120 lines in, 120 out" in line for line in harness.stderr_lines)
+    for pid in workers:  # reaped by the processor: no such process any more
+        assert not Path(f"/proc/{pid}").exists()
+    inspected = subprocess.run(
+        command("inspect-state", str(state)), capture_output=True, timeout=60, check=True
+    )
+    assert b"6 series" in inspected.stdout

@@ -1,0 +1,390 @@
+"""Every core: the series shared among scoring processes (``workers: N``).
+
+Python scores on one core at a time. With ``workers`` above one, :class:`WorkerPool` stands in
+for the :class:`~hst_processor.detector.Detector`: the main process still reads stdin, cuts and
+parses the metrics and writes them out in order, but each metric is scored by the worker that
+owns its series, a fixed share of the series chosen by a stable hash of the series key
+(:func:`worker_of`). Every series' metrics reach one detector, in order, so its verdicts are
+exactly those one process would give (the bounds aside: each worker keeps ``max_series / N``).
+
+A batch goes to every worker that has metrics in it at once, and the answers are put back in
+the metrics' order. A worker answers with its verdicts, the alerts they raised (sent on by the
+main process's notifier, so the messages' rate limits hold for the whole processor), and its
+counters.
+
+A worker that dies (killed, out of memory, a defect) loses nothing of the stream: the metrics
+it held pass through unscored, counted as ``lost``, and a new worker takes its share, restored
+from the last state save (without a state file, its series warm up again). A save gathers every
+worker's series into the one state file; which worker owns a series is not saved, so a file
+restores under any number of workers.
+
+>>> from hst_processor.config import Config
+>>> from hst_processor.log import Log
+>>> import io
+>>> pool = WorkerPool(Config(measurements=("m",), group_by=("id",), workers=2), Log(io.StringIO()))
+>>> lines, stats = pool.process_lines([f"m,id=a x={i} {i}\n" for i in range(3)])
+>>> lines[0]
+'m,anomaly=warmup,id=a x=0 0\n'
+>>> pool.series_count(), pool.counters.warmup, stats.metrics
+(1, 3, 3)
+>>> pool.close()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from hst_processor.alerts import AlertEvent
+from hst_processor.config import Config
+from hst_processor.detector import Counters, Detector
+from hst_processor.errors import LineProtocolError
+from hst_processor.lineproto import Metric, parse_metric
+from hst_processor.log import Log
+from hst_processor.series import SeriesKey, SeriesKeys, describe_series
+from hst_processor.state import StateError, assemble, model_section, packed_series, restore
+from hst_processor.stats import Stats
+
+__all__ = ["WorkerPool", "worker_of"]
+
+_ROUTES_KEPT = 100_000  # series texts whose worker is remembered (then the memory starts over)
+_NOT_A_SERIES = frozenset(" \t\v\f\r\n#")  # first characters of a blank line or a comment
+
+
+def worker_of(series_text: str, workers: int) -> int:
+    """The worker that owns a series, from its key's text (:func:`describe_series`): CRC-32
+    of its UTF-8 bytes, modulo the number of workers. The same in every process and run.
+
+    >>> worker_of("machine_data,machineID=machine2", 2)
+    1
+    """
+    return zlib.crc32(series_text.encode("utf-8", "surrogateescape")) % workers
+
+
+@dataclass
+class _Answer:
+    """A worker's answer to a batch."""
+
+    lines: list[str]  # each line's output, in the order given
+    stats: Stats  # what went through, in this batch
+    alerts: list[AlertEvent]
+    counters: Counters
+    series: int
+    open_episodes: int
+
+
+class _Worker:
+    """One scoring process and the main process's ends of its two pipes.
+
+    A fresh interpreter (``python -c``), not a fork: the main process has threads (the alert
+    senders) by the time a worker is replaced, and a fork of a threaded process may inherit a
+    lock some thread held. Its stdin and stdout are ``/dev/null`` (Telegraf must see our stdout
+    close when we exit); its stderr is ours, so its warnings reach Telegraf's log."""
+
+    def __init__(self, config: Config, alerting: bool) -> None:
+        request_read, request_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        package_root = str(Path(__file__).resolve().parent.parent)
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [package_root] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_MAIN, str(request_read), str(answer_write)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(request_read, answer_write),
+            env=environment,
+        )
+        os.close(request_read)  # the worker's ends: its EOF on ours tells it to leave
+        os.close(answer_write)
+        self.requests = Connection(request_write, readable=False)
+        self.answers = Connection(answer_read, writable=False)
+        self.requests.send(("start", config, alerting))
+        self.counters = Counters()  # the worker's, as of its last answer
+        self.before = Counters()  # what the workers it replaced had counted
+        self.series = 0
+        self.open_episodes = 0
+        self.saved: tuple[int, bytes] = (0, b"")  # its series in the last save
+
+    def ask(self, message: tuple[Any, ...]) -> Any:
+        """Send one request and wait for its answer; EOFError or OSError if the worker died."""
+        self.requests.send(message)
+        return self.answers.recv()
+
+    def stop(self) -> int | None:
+        """End the worker (it reads EOF and returns) and return its exit code."""
+        self.requests.close()
+        self.answers.close()
+        try:
+            return self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+_WORKER_MAIN = "from hst_processor.workers import serve_pipes; serve_pipes()"
+
+
+class WorkerPool:
+    """The detector's work over ``config.workers`` processes (see the module's text)."""
+
+    def __init__(
+        self, config: Config, log: Log, notify: Callable[[AlertEvent], None] | None = None
+    ) -> None:
+        self.config = config
+        self.log = log
+        self._notify = notify
+        self._count = config.workers
+        # Each worker keeps its share of the series bound; the rest of the config is the same.
+        share = -(-config.max_series // self._count)
+        self._worker_config = dataclasses.replace(config, max_series=share, workers=1)
+        self._keys = SeriesKeys(config.group_by, config.output.tag, config.limits.max_key_bytes)
+        self._routes: dict[str, int] = {}
+        self._lost = 0
+        self.restarts = 0
+        self._workers = [self._start(index) for index in range(self._count)]
+
+    def _start(self, index: int) -> _Worker:
+        return _Worker(self._worker_config, self._notify is not None)
+
+    # -- the detector's surface ------------------------------------------------------------------
+
+    @property
+    def counters(self) -> Counters:
+        """Every worker's counters added up, with the metrics lost in workers that died."""
+        total = Counters(lost=self._lost)
+        for worker in self._workers:
+            _add(total, worker.before)
+            _add(total, worker.counters)
+        return total
+
+    def series_key(self, metric: Metric) -> SeriesKey:
+        """The series a metric belongs to (as its worker's detector keys it)."""
+        return self._keys.key_of(metric)
+
+    def series_count(self) -> int:
+        return sum(worker.series for worker in self._workers)
+
+    def open_episodes(self) -> int:
+        return sum(worker.open_episodes for worker in self._workers)
+
+    def process_lines(self, chunks: list[str]) -> tuple[list[str], Stats]:
+        """Each line's output, in order, and what went through: every line processed by the
+        worker that owns its series (a line that is no metric by the one that owns none)."""
+        outputs: list[str] = list(chunks)  # a line lost in a dying worker goes out unchanged
+        stats = Stats()
+        shares: list[list[str]] = [[] for _ in self._workers]
+        places: list[list[int]] = [[] for _ in self._workers]
+        owner_of = self._owner
+        for index, chunk in enumerate(chunks):
+            owner = owner_of(chunk)
+            shares[owner].append(chunk)
+            places[owner].append(index)
+        busy = [index for index, share in enumerate(shares) if share]
+        sent = [index for index in busy if self._send(index, ("process", shares[index]))]
+        for index in busy:
+            answer = self._receive(index) if index in sent else None
+            if answer is None:
+                self._lose(index, len(shares[index]))
+                stats.add(_passed_through(shares[index]))
+                continue
+            for place, output in zip(places[index], answer.lines, strict=True):
+                outputs[place] = output
+            stats.add(answer.stats)
+            worker = self._workers[index]
+            worker.counters, worker.series = answer.counters, answer.series
+            worker.open_episodes = answer.open_episodes
+            if self._notify is not None:
+                for alert in answer.alerts:
+                    self._notify(alert)
+        return outputs, stats
+
+    def _owner(self, chunk: str) -> int:
+        """The worker of a line's series, found by the text before its fields: at the first
+        space when no backslash comes before it (the usual line); else by parsing the line."""
+        space = chunk.find(" ")
+        if space > 0 and chunk.find("\\", 0, space) < 0 and chunk[0] not in _NOT_A_SERIES:
+            series_text = chunk[:space]
+            owner = self._routes.get(series_text)
+            if owner is not None:
+                return owner
+        try:
+            metric = parse_metric(chunk[:-1] if chunk[-1:] == "\n" else chunk)
+        except LineProtocolError:
+            return 0  # not a metric: any worker passes it through; the first does
+        owner = worker_of(describe_series(self.series_key(metric)), self._count)
+        if len(self._routes) >= _ROUTES_KEPT:
+            self._routes.clear()
+        self._routes[metric.text[: metric.series_end]] = owner
+        return owner
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def snapshot(self, processed: int) -> bytes:
+        """Every worker's series in one snapshot (see :func:`hst_processor.state.assemble`);
+        each worker's part is kept, to restore it should the worker die."""
+        for index, worker in enumerate(self._workers):
+            answer = self._call(index, ("export",))
+            if isinstance(answer, StateError):
+                raise answer
+            if answer is not None:
+                worker.saved = answer
+        return assemble(self.config, processed, [worker.saved for worker in self._workers])
+
+    def restore(self, document: Mapping[str, Any]) -> list[str]:
+        """Give each worker its series of a parsed snapshot; the warnings of the restore."""
+        shares: list[list[Any]] = [[] for _ in self._workers]
+        for saved in document["series"]:
+            text = describe_series((saved["measurement"], tuple(map(tuple, saved["tags"]))))
+            shares[worker_of(text, self._count)].append(saved)
+        warnings: list[str] = []
+        for index, share in enumerate(shares):
+            part = dict(document, series=share)
+            answer = self._call(index, ("restore", part))
+            if answer is not None:
+                warnings += [w for w in answer[0] if w not in warnings]
+                self._workers[index].series = answer[1]
+        return warnings
+
+    def forget_all(self) -> None:
+        for index in range(self._count):
+            if self._call(index, ("forget",)) is not None:
+                self._workers[index].series = 0
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.stop()
+
+    # -- a worker that dies ----------------------------------------------------------------------
+
+    def _send(self, index: int, message: tuple[Any, ...]) -> bool:
+        try:
+            self._workers[index].requests.send(message)
+        except OSError:
+            return False
+        return True
+
+    def _receive(self, index: int) -> _Answer | None:
+        try:
+            answer: _Answer = self._workers[index].answers.recv()
+        except (EOFError, OSError):
+            return None
+        return answer
+
+    def _call(self, index: int, message: tuple[Any, ...]) -> Any:
+        """A request other than scoring; None (the worker replaced) if it died."""
+        try:
+            return self._workers[index].ask(message)
+        except (EOFError, OSError):
+            self._lose(index, 0)
+            return None
+
+    def _lose(self, index: int, in_flight: int) -> None:
+        """A worker died: its metrics in flight pass through unscored; a new one takes its
+        series, as the last save left them."""
+        dead = self._workers[index]
+        code = dead.stop()
+        self._lost += in_flight
+        self.restarts += 1
+        worker = self._workers[index] = self._start(index)
+        worker.before = _add(_add(Counters(), dead.before), dead.counters)  # counts stay
+        count, entries = worker.saved = dead.saved
+        restored = 0
+        if count:
+            unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+            unpacker.feed(entries)
+            document = {"model": model_section(self.config), "series": list(unpacker)}
+            try:
+                restored = worker.ask(("restore", document))[1]
+            except (EOFError, OSError):
+                restored = 0  # the next batch finds it dead and starts another
+        worker.series = restored
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        self.log.warn(
+            f"scoring worker {index} died ({how}): {in_flight} metrics passed through unscored; "
+            f"restarted with {restored} series from the last state save"
+        )
+
+
+def _add(total: Counters, more: Counters) -> Counters:
+    for name, value in dataclasses.asdict(more).items():
+        setattr(total, name, getattr(total, name) + value)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker's side
+
+
+def _passed_through(lines: Sequence[str]) -> Stats:
+    """The count of lines that went out as they came, unscored."""
+    return Stats(lines_in=len(lines), lines_out=len(lines), passed_through=len(lines))
+
+
+def serve_pipes() -> None:
+    """A worker process's entry: its two pipes' descriptors are its arguments."""
+    # Stop signals are the main process's to handle (a terminal sends them to the group); the
+    # worker leaves when its request pipe closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    requests = Connection(int(sys.argv[1]), writable=False)
+    answers = Connection(int(sys.argv[2]), readable=False)
+    try:
+        _, config, alerting = requests.recv()
+    except (EOFError, OSError):
+        return
+    _serve(requests, answers, config, alerting)
+
+
+def _serve(requests: Connection, answers: Connection, config: Config, alerting: bool) -> None:
+    """A worker's life: answer the main process's requests until its end of the pipe closes."""
+    log = Log(sys.stderr, config.log.level, config.log.repeat_interval)
+    alerts: list[AlertEvent] = []
+    detector = Detector(config, log, notify=alerts.append if alerting else None)
+    from hst_processor.processor import Processor  # which imports this module for the pool
+
+    processor = Processor(config, log, detector=detector)
+    while True:
+        try:
+            message = requests.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "process":
+            processor.stats = Stats()  # this batch's
+            lines = processor.process_lines(message[1])
+            answer: Any = _Answer(
+                lines,
+                processor.stats,
+                list(alerts),
+                detector.counters,
+                detector.series_count(),
+                detector.open_episodes(),
+            )
+            alerts.clear()
+        elif kind == "export":
+            try:
+                answer = packed_series(detector)
+            except StateError as error:  # an engine that cannot keep its models
+                answer = error
+        elif kind == "restore":
+            answer = (restore(detector, message[1]), detector.series_count())
+        else:  # "forget"
+            detector.forget_all()
+            answer = True
+        try:
+            answers.send(answer)
+        except OSError:
+            return

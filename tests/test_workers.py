@@ -1,0 +1,251 @@
+"""``workers: N``: the series shared among scoring processes, and nothing else changed."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import random
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hst_processor.alerts import AlertEvent
+from hst_processor.config import Config, available_cores, load_config, parse_config
+from hst_processor.detector import Detector
+from hst_processor.errors import ConfigError
+from hst_processor.lineproto import parse_metric
+from hst_processor.log import Log
+from hst_processor.processor import Processor
+from hst_processor.series import describe_series
+from hst_processor.state import StateStore
+from hst_processor.workers import WorkerPool, worker_of
+from simulator.run import simulate
+from simulator.scenario import ScheduledFault
+from tests.test_processor import GOLDEN, GOLDEN_CASES, process_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+START_NS = 1_767_225_600_000_000_000
+# A short window, so that most of a few minutes of metrics are scored, not warm-up.
+SMALL_DEFAULTS = {
+    "measurements": ["machine_data"],
+    "group_by": ["machineID"],
+    "model": {"window_size": 40},
+}
+
+
+def demo_config(workers: int) -> Config:
+    """The shipped demo configuration, with ``workers`` scoring processes."""
+    return dataclasses.replace(load_config(ROOT / "hst-processor.yaml"), workers=workers)
+
+
+def machines_text(machines: int = 7, seconds: int = 200) -> str:
+    faults = [ScheduledFault("machine2", "overload", seconds * 0.6, 40)]
+    text, _ = simulate(machines, 3, START_NS, seconds, faults)
+    return text
+
+
+def pieces(text: str, seed: int) -> Iterator[str]:
+    """``text`` cut at random places, lines split mid-way included, as reads come."""
+    chooser = random.Random(seed)
+    start = 0
+    while start < len(text):
+        size = chooser.choice([1, 50, 700, 5_000, 40_000])
+        yield text[start : start + size]
+        start += size
+
+
+def run(processor: Processor, text: str, seed: int = 0) -> str:
+    out = [processor.feed(piece) for piece in pieces(text, seed)]
+    return "".join(out) + processor.finish()
+
+
+@pytest.fixture
+def pools() -> Iterator[list[WorkerPool]]:
+    """Pools made by a test, closed however it ends (no worker outlives its test)."""
+    made: list[WorkerPool] = []
+    yield made
+    for pool in made:
+        pool.close()
+
+
+def pooled(config: Config, pools: list[WorkerPool], **kwargs: object) -> Processor:
+    pool = WorkerPool(config, Log(io.StringIO()), **kwargs)  # type: ignore[arg-type]
+    pools.append(pool)
+    return Processor(config, Log(io.StringIO()), detector=pool)
+
+
+@pytest.mark.parametrize("document", ["defaults", "demo"])
+def test_two_workers_write_what_one_process_writes_byte_for_byte(
+    document: str, pools: list[WorkerPool]
+) -> None:
+    if document == "demo":
+        one, two = demo_config(1), demo_config(2)
+    else:
+        one, two = parse_config(SMALL_DEFAULTS), parse_config({**SMALL_DEFAULTS, "workers": 2})
+    text = machines_text(seconds=400 if document == "demo" else 200)  # past each warm-up
+    alone = Processor(one, Log(io.StringIO()))
+    expected = run(alone, text)
+    shared = pooled(two, pools)
+    assert run(shared, text, seed=1) == expected
+    assert "anomaly_score=" in expected  # the comparison covers scored metrics, not warm-up only
+    assert shared.stats == alone.stats
+    assert shared.detector.counters == alone.detector.counters
+    assert shared.detector.series_count() == alone.detector.series_count() == 7
+    assert shared.summary() == alone.summary()
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_golden_cases_with_three_workers(case: str, pools: list[WorkerPool]) -> None:
+    """Bad lines, blank lines, comments, strings with newlines, a cut-off end: the same bytes."""
+    directory = GOLDEN / case
+    config = dataclasses.replace(load_config(directory / "config.yaml"), workers=3)
+    for piece in (None, 7):
+        processor = pooled(config, pools)
+        output = process_bytes(processor, (directory / "input.lp").read_bytes(), piece)
+        assert output == (directory / "expected.lp").read_bytes()
+
+
+def test_each_series_is_scored_by_the_worker_its_key_hashes_to(pools: list[WorkerPool]) -> None:
+    config = parse_config({**SMALL_DEFAULTS, "workers": 2})
+    processor = pooled(config, pools)
+    text = machines_text(machines=12, seconds=2)
+    processor.feed(text)
+    pool = processor.detector
+    assert isinstance(pool, WorkerPool)
+    owners = {
+        worker_of(describe_series(pool.series_key(parse_metric(line))), 2)
+        for line in text.splitlines()
+    }
+    assert owners == {0, 1}  # twelve machines land on both
+    assert [worker.series for worker in pool._workers] == [
+        sum(worker_of(f"machine_data,machineID=machine{m}", 2) == index for m in range(1, 13))
+        for index in range(2)
+    ]
+
+
+def test_alerts_raised_in_workers_reach_the_main_process_as_one_process_raises_them(
+    pools: list[WorkerPool],
+) -> None:
+    text = machines_text(machines=5, seconds=600)  # the overload after the warm-up
+    alone_alerts: list[AlertEvent] = []
+    detector = Detector(demo_config(1), Log(io.StringIO()), notify=alone_alerts.append)
+    alone = Processor(demo_config(1), Log(io.StringIO()), detector)
+    run(alone, text)
+    pooled_alerts: list[AlertEvent] = []
+    shared = pooled(demo_config(2), pools, notify=pooled_alerts.append)
+    run(shared, text)
+    assert any(alert.kind == "open" for alert in alone_alerts)  # the overload alerts
+
+    def order(alert: AlertEvent) -> tuple[float, str, str]:
+        return alert.time, alert.machine, alert.kind
+
+    assert sorted(pooled_alerts, key=order) == sorted(alone_alerts, key=order)
+
+
+def owned_by(text: str, pool: WorkerPool, index: int) -> list[bool]:
+    return [
+        worker_of(describe_series(pool.series_key(parse_metric(line))), 2) == index
+        for line in text.splitlines()
+    ]
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_a_killed_worker_loses_no_line_and_its_successor_starts_from_the_last_save(
+    saved: bool, pools: list[WorkerPool]
+) -> None:
+    config = parse_config({**SMALL_DEFAULTS, "workers": 2})
+    log = io.StringIO()
+    pool = WorkerPool(config, Log(log))
+    pools.append(pool)
+    processor = Processor(config, Log(io.StringIO()), detector=pool)
+    lines = machines_text(machines=6, seconds=300).splitlines(keepends=True)
+    first, during, after = lines[:1200], lines[1200:1260], lines[1260:]
+    processor.feed("".join(first))
+    if saved:
+        pool.snapshot(processed=1200)  # what a periodic save gathers, and keeps
+    victim = pool._workers[0].process
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+
+    out = processor.feed("".join(during)).splitlines(keepends=True)
+    mine = owned_by("".join(during), pool, 0)
+    assert 0 < sum(mine) < len(during)
+    for line, output, lost in zip(during, out, mine, strict=True):
+        if lost:
+            assert output == line  # passed through unchanged
+        else:
+            assert "anomaly_score=" in output  # the other worker's series go on
+    assert pool.counters.lost == sum(mine)
+    assert pool.restarts == 1
+    assert "scoring worker 0 died (killed by signal 9)" in log.getvalue()
+
+    out = processor.feed("".join(after)).splitlines(keepends=True)
+    assert len(out) == len(after)
+    restarted = [o for o, m in zip(out, owned_by("".join(after), pool, 0), strict=True) if m]
+    if saved:  # its series scored at once, from the state the save kept
+        assert all("anomaly_score=" in line for line in restarted)
+    else:  # nothing kept: they warm up again
+        assert all("anomaly=warmup" in line for line in restarted[:20])
+    assert processor.stats.lines_in == processor.stats.lines_out == len(lines)
+    assert pool.series_count() == 6
+
+
+@pytest.mark.parametrize("workers_after", [1, 3])
+def test_a_state_file_written_by_two_workers_resumes_byte_identically_under_any_count(
+    workers_after: int, tmp_path: Path, pools: list[WorkerPool]
+) -> None:
+    text = machines_text(machines=6, seconds=200)
+    lines = text.splitlines(keepends=True)
+    head, tail = "".join(lines[:700]), "".join(lines[700:])
+    reference = Processor(parse_config(SMALL_DEFAULTS), Log(io.StringIO()))
+    reference.feed(head)
+    expected_tail = reference.feed(tail)  # the uninterrupted run's
+
+    path = tmp_path / "state.msgpack"
+    before = parse_config({**SMALL_DEFAULTS, "workers": 2})
+    store = StateStore(path, 60, Log(io.StringIO()))
+    first = pooled(before, pools)
+    assert store.start(first.detector) == 0
+    first.state = store
+    first.feed(head)
+    first.close()
+    store.release()
+
+    after = parse_config({**SMALL_DEFAULTS, "workers": workers_after})
+    resumed_store = StateStore(path, 60, Log(io.StringIO()))
+    resumed = pooled(after, pools) if workers_after > 1 else Processor(after, Log(io.StringIO()))
+    assert resumed_store.start(resumed.detector) == 700
+    assert resumed.detector.series_count() == 6
+    assert resumed.feed(tail) == expected_tail
+    resumed_store.release()
+
+
+def test_closing_the_pool_ends_every_worker(pools: list[WorkerPool]) -> None:
+    pool = WorkerPool(parse_config({**SMALL_DEFAULTS, "workers": 3}), Log(io.StringIO()))
+    processes = [worker.process for worker in pool._workers]
+    assert all(process.poll() is None for process in processes)
+    pool.close()
+    assert [process.poll() for process in processes] == [0, 0, 0]
+
+
+def test_workers_auto_is_one_per_core_and_a_bad_count_names_the_key() -> None:
+    assert parse_config({"workers": "auto"}).workers == min(available_cores(), 64)
+    assert parse_config({}).workers == 1
+    for bad in (0, 65, "two", True, 1.5):
+        with pytest.raises(ConfigError) as raised:
+            parse_config({"workers": bad})
+        assert raised.value.key == "workers"
+        assert "from 1 to 64" in str(raised.value)
+
+
+def test_a_worker_holds_no_descriptor_of_telegrafs_stdout(pools: list[WorkerPool]) -> None:
+    """Telegraf sees the processor's stdout close when the main process exits: a worker that
+    kept a copy would hold it open."""
+    pool = WorkerPool(parse_config({**SMALL_DEFAULTS, "workers": 2}), Log(io.StringIO()))
+    pools.append(pool)
+    for worker in pool._workers:
+        descriptors = Path(f"/proc/{worker.process.pid}/fd")
+        assert os.readlink(descriptors / "0") == os.readlink(descriptors / "1") == os.devnull
