@@ -32,13 +32,16 @@ restores under any number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -58,6 +61,9 @@ from hst_processor.stats import Stats
 
 __all__ = ["WorkerPool", "worker_of"]
 
+_Share = tuple[list[str], list[int]]  # a worker's lines of a part, and their places
+_PART_LINES = 2048  # lines routed and sent at a time (see WorkerPool.process_lines)
+_PIPE_BYTES = 1 << 20  # asked of the kernel for each pipe (Linux's default most for anyone)
 _ROUTES_KEPT = 100_000  # series texts whose worker is remembered (then the memory starts over)
 _NOT_A_SERIES = frozenset(" \t\v\f\r\n#")  # first characters of a blank line or a comment
 
@@ -70,6 +76,15 @@ def worker_of(series_text: str, workers: int) -> int:
     1
     """
     return zlib.crc32(series_text.encode("utf-8", "surrogateescape")) % workers
+
+
+@dataclass
+class _Sent:
+    """A part of a batch sent to a worker, not yet answered."""
+
+    worker: _Worker  # the one it went to (a replacement never answers for it)
+    index: int
+    places: list[int]  # where its lines' outputs go
 
 
 @dataclass
@@ -109,6 +124,7 @@ class _Worker:
         )
         os.close(request_read)  # the worker's ends: its EOF on ours tells it to leave
         os.close(answer_write)
+        self.room = _enlarge(request_write)  # bytes a request can wait in without blocking
         self.requests = Connection(request_write, readable=False)
         self.answers = Connection(answer_read, writable=False)
         self.requests.send(("start", config, alerting))
@@ -132,6 +148,17 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+def _enlarge(pipe: int) -> int:
+    """Ask for a bigger pipe buffer (fewer, larger writes); return the size it has."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or over the user's limit
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    try:
+        size: int = fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ)
+    except (OSError, AttributeError):
+        return 4096  # POSIX guarantees a pipe this much (PIPE_BUF)
+    return size
 
 
 _WORKER_MAIN = "from hst_processor.workers import serve_pipes; serve_pipes()"
@@ -182,34 +209,76 @@ class WorkerPool:
 
     def process_lines(self, chunks: list[str]) -> tuple[list[str], Stats]:
         """Each line's output, in order, and what went through: every line processed by the
-        worker that owns its series (a line that is no metric by the one that owns none)."""
+        worker that owns its series (a line that is no metric by the one that owns none).
+
+        The lines go in parts of ``_PART_LINES``: while the workers score one part, this
+        process routes the next and sends it, so neither side waits for the other's share of
+        the work."""
         outputs: list[str] = list(chunks)  # a line lost in a dying worker goes out unchanged
         stats = Stats()
-        shares: list[list[str]] = [[] for _ in self._workers]
-        places: list[list[int]] = [[] for _ in self._workers]
-        owner_of = self._owner
-        for index, chunk in enumerate(chunks):
-            owner = owner_of(chunk)
-            shares[owner].append(chunk)
-            places[owner].append(index)
-        busy = [index for index, share in enumerate(shares) if share]
-        sent = [index for index in busy if self._send(index, ("process", shares[index]))]
-        for index in busy:
-            answer = self._receive(index) if index in sent else None
-            if answer is None:
-                self._lose(index, len(shares[index]))
-                stats.add(_passed_through(shares[index]))
-                continue
-            for place, output in zip(places[index], answer.lines, strict=True):
-                outputs[place] = output
-            stats.add(answer.stats)
-            worker = self._workers[index]
-            worker.counters, worker.series = answer.counters, answer.series
-            worker.open_episodes = answer.open_episodes
-            if self._notify is not None:
-                for alert in answer.alerts:
-                    self._notify(alert)
+        in_flight: list[_Sent] = []
+        for start in range(0, len(chunks), _PART_LINES):
+            part = self._route(chunks, start, min(start + _PART_LINES, len(chunks)))
+            messages = [
+                (index, pickle.dumps(("process", lines), pickle.HIGHEST_PROTOCOL), places)
+                for index, (lines, places) in part.items()
+            ]
+            if any(len(data) > self._workers[index].room for index, data, _ in messages):
+                # A part too big to wait in a pipe beside the one being scored: the workers
+                # must finish that one first, or both sides could wait on a full pipe.
+                for sent in in_flight:
+                    self._collect(sent, outputs, stats)
+                in_flight = []
+            sending = []
+            for index, data, places in messages:
+                worker = self._workers[index]
+                if self._send(worker, data):
+                    sending.append(_Sent(worker, index, places))
+                else:
+                    self._lose(index, len(places))
+                    stats.add(_passed_through(len(places)))
+            for sent in in_flight:
+                self._collect(sent, outputs, stats)
+            in_flight = sending
+        for sent in in_flight:
+            self._collect(sent, outputs, stats)
         return outputs, stats
+
+    def _route(self, chunks: list[str], start: int, end: int) -> dict[int, _Share]:
+        """The lines ``chunks[start:end]`` by worker, with their places."""
+        part: dict[int, _Share] = {}
+        owner_of = self._owner
+        for place in range(start, end):
+            chunk = chunks[place]
+            owner = owner_of(chunk)
+            share = part.get(owner)
+            if share is None:
+                share = part[owner] = ([], [])
+            share[0].append(chunk)
+            share[1].append(place)
+        return part
+
+    def _collect(self, sent: _Sent, outputs: list[str], stats: Stats) -> None:
+        """A sent part's answer put in place; a worker that died loses its lines."""
+        lost = len(sent.places)
+        if self._workers[sent.index] is not sent.worker:  # died since: the part is gone
+            self._lost += lost
+            stats.add(_passed_through(lost))
+            return
+        answer = self._receive(sent.worker)
+        if answer is None:
+            self._lose(sent.index, lost)
+            stats.add(_passed_through(lost))
+            return
+        for place, output in zip(sent.places, answer.lines, strict=True):
+            outputs[place] = output
+        stats.add(answer.stats)
+        worker = sent.worker
+        worker.counters, worker.series = answer.counters, answer.series
+        worker.open_episodes = answer.open_episodes
+        if self._notify is not None:
+            for alert in answer.alerts:
+                self._notify(alert)
 
     def _owner(self, chunk: str) -> int:
         """The worker of a line's series, found by the text before its fields: at the first
@@ -269,16 +338,18 @@ class WorkerPool:
 
     # -- a worker that dies ----------------------------------------------------------------------
 
-    def _send(self, index: int, message: tuple[Any, ...]) -> bool:
+    @staticmethod
+    def _send(worker: _Worker, data: bytes) -> bool:
         try:
-            self._workers[index].requests.send(message)
+            worker.requests.send_bytes(data)
         except OSError:
             return False
         return True
 
-    def _receive(self, index: int) -> _Answer | None:
+    @staticmethod
+    def _receive(worker: _Worker) -> _Answer | None:
         try:
-            answer: _Answer = self._workers[index].answers.recv()
+            answer: _Answer = worker.answers.recv()
         except (EOFError, OSError):
             return None
         return answer
@@ -328,9 +399,9 @@ def _add(total: Counters, more: Counters) -> Counters:
 # The worker's side
 
 
-def _passed_through(lines: Sequence[str]) -> Stats:
+def _passed_through(count: int) -> Stats:
     """The count of lines that went out as they came, unscored."""
-    return Stats(lines_in=len(lines), lines_out=len(lines), passed_through=len(lines))
+    return Stats(lines_in=count, lines_out=count, passed_through=count)
 
 
 def serve_pipes() -> None:

@@ -7,6 +7,7 @@ import io
 import os
 import random
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,3 +250,26 @@ def test_a_worker_holds_no_descriptor_of_telegrafs_stdout(pools: list[WorkerPool
     for worker in pool._workers:
         descriptors = Path(f"/proc/{worker.process.pid}/fd")
         assert os.readlink(descriptors / "0") == os.readlink(descriptors / "1") == os.devnull
+
+
+def test_parts_bigger_than_a_pipe_neither_block_nor_change_a_byte(pools: list[WorkerPool]) -> None:
+    """Lines are sent in parts while the workers score the part before; a part that could
+    not wait in its pipe (lines of 400 kB here) is sent only once the workers are idle, or
+    both sides would wait on full pipes for ever."""
+    config = parse_config({**SMALL_DEFAULTS, "workers": 2})
+    lines = machines_text(machines=6, seconds=1_000).splitlines(keepends=True)
+    big = 'machine_data,machineID=machine{n} load=1,note="{text}" 1767226000000000000\n'
+    for place in (100, 2_500, 2_501, 2_502, 2_503, 4_000):  # 1.6 MB for one worker in a part
+        lines.insert(place, big.format(n=1, text="x" * 400_000))
+    text = "".join(lines)
+    expected = Processor(parse_config(SMALL_DEFAULTS), Log(io.StringIO())).feed(text)
+    processor = pooled(config, pools)
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(processor.feed(text)), daemon=True)
+    worker.start()
+    worker.join(timeout=300)  # a deadlock fails here rather than hanging the suite
+    assert not worker.is_alive()
+    assert result == [expected]
+    pool = processor.detector
+    assert isinstance(pool, WorkerPool)
+    assert all(w.room >= 65_536 for w in pool._workers)  # Linux's default pipe at least
