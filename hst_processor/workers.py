@@ -40,6 +40,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from hst_processor.stats import Stats
 __all__ = ["WorkerPool", "worker_of"]
 
 _Share = tuple[list[str], list[int]]  # a worker's lines of a part, and their places
+_RESTART_PAUSE = 10.0  # seconds before a worker that could not start is tried again
 _PART_LINES = 2048  # lines routed and sent at a time (see WorkerPool.process_lines)
 _PIPE_BYTES = 1 << 20  # asked of the kernel for each pipe (Linux's default most for anyone)
 _ROUTES_KEPT = 100_000  # series texts whose worker is remembered (then the memory starts over)
@@ -133,6 +135,7 @@ class _Worker:
         self.series = 0
         self.open_episodes = 0
         self.saved: tuple[int, bytes] = (0, b"")  # its series in the last save
+        self.answered = False  # it has answered a request: it started
 
     def ask(self, message: tuple[Any, ...]) -> Any:
         """Send one request and wait for its answer; EOFError or OSError if the worker died."""
@@ -161,7 +164,18 @@ def _enlarge(pipe: int) -> int:
     return size
 
 
-_WORKER_MAIN = "from hst_processor.workers import serve_pipes; serve_pipes()"
+# ``python -c`` puts the working directory first on sys.path: a folder named hst_processor
+# there would be imported instead of the code the main process runs. Drop it.
+_WORKER_MAIN = """
+import sys
+del sys.path[0]
+try:
+    from hst_processor.workers import serve_pipes
+except BaseException as error:  # said with Telegraf's error prefix, not as a traceback
+    print(f"E! hst-processor: a scoring worker cannot start: {error!r}", file=sys.stderr)
+    sys.exit(1)
+serve_pipes()
+"""
 
 
 class WorkerPool:
@@ -179,6 +193,8 @@ class WorkerPool:
         self._worker_config = dataclasses.replace(config, max_series=share, workers=1)
         self._keys = SeriesKeys(config.group_by, config.output.tag, config.limits.max_key_bytes)
         self._routes: dict[str, int] = {}
+        self._paused: dict[int, float] = {}  # workers that could not start: until when
+        self._raised: list[AlertEvent] = []  # by the workers, in the batch being processed
         self._lost = 0
         self.restarts = 0
         self._workers = [self._start(index) for index in range(self._count)]
@@ -231,6 +247,10 @@ class WorkerPool:
                 in_flight = []
             sending = []
             for index, data, places in messages:
+                if self._down(index):
+                    self._lost += len(places)
+                    stats.add(_passed_through(len(places)))
+                    continue
                 worker = self._workers[index]
                 if self._send(worker, data):
                     sending.append(_Sent(worker, index, places))
@@ -242,6 +262,12 @@ class WorkerPool:
             in_flight = sending
         for sent in in_flight:
             self._collect(sent, outputs, stats)
+        if self._notify is not None:
+            # Each series' alerts are in order (one worker raised them); across series, in the
+            # order of their metrics' times, not worker by worker.
+            for alert in sorted(self._raised, key=lambda alert: alert.time):
+                self._notify(alert)
+        self._raised = []
         return outputs, stats
 
     def _route(self, chunks: list[str], start: int, end: int) -> dict[int, _Share]:
@@ -270,15 +296,14 @@ class WorkerPool:
             self._lose(sent.index, lost)
             stats.add(_passed_through(lost))
             return
+        sent.worker.answered = True
         for place, output in zip(sent.places, answer.lines, strict=True):
             outputs[place] = output
         stats.add(answer.stats)
         worker = sent.worker
         worker.counters, worker.series = answer.counters, answer.series
         worker.open_episodes = answer.open_episodes
-        if self._notify is not None:
-            for alert in answer.alerts:
-                self._notify(alert)
+        self._raised += answer.alerts
 
     def _owner(self, chunk: str) -> int:
         """The worker of a line's series, found by the text before its fields: at the first
@@ -290,7 +315,7 @@ class WorkerPool:
             if owner is not None:
                 return owner
         try:
-            metric = parse_metric(chunk[:-1] if chunk[-1:] == "\n" else chunk)
+            metric = parse_metric(_body(chunk))
         except LineProtocolError:
             return 0  # not a metric: any worker passes it through; the first does
         owner = worker_of(describe_series(self.series_key(metric)), self._count)
@@ -355,38 +380,70 @@ class WorkerPool:
         return answer
 
     def _call(self, index: int, message: tuple[Any, ...]) -> Any:
-        """A request other than scoring; None (the worker replaced) if it died."""
+        """A request other than scoring; None if the worker is down or died."""
+        if self._down(index):
+            return None
         try:
-            return self._workers[index].ask(message)
+            answer = self._workers[index].ask(message)
         except (EOFError, OSError):
             self._lose(index, 0)
             return None
+        self._workers[index].answered = True
+        return answer
+
+    def _down(self, index: int) -> bool:
+        """Whether a worker that could not start still waits out its pause (its lines pass
+        through unscored meanwhile); once the pause is over, a new one is started."""
+        until = self._paused.get(index)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._paused[index]
+        self._replace(index)
+        return False
 
     def _lose(self, index: int, in_flight: int) -> None:
         """A worker died: its metrics in flight pass through unscored; a new one takes its
-        series, as the last save left them."""
+        series, as the last save left them. One that died before it ever answered cannot
+        start (a broken installation, say): its share waits ``_RESTART_PAUSE`` seconds before
+        the next try, rather than a new interpreter being started for every batch."""
         dead = self._workers[index]
         code = dead.stop()
         self._lost += in_flight
         self.restarts += 1
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        if not dead.answered:
+            self._paused[index] = time.monotonic() + _RESTART_PAUSE
+            self.log.warn_repeated(
+                f"worker-start:{index}",
+                f"scoring worker {index} ended before answering ({how}): its series pass "
+                f"through unscored; another is tried in {_RESTART_PAUSE:g} s",
+            )
+            return
+        restored = self._replace(index)
+        self.log.warn(
+            f"scoring worker {index} died ({how}): {in_flight} metrics passed through unscored; "
+            f"restarted with {restored} series from the last state save"
+        )
+
+    def _replace(self, index: int) -> int:
+        """A new worker in place of a stopped one, with its series as the last save left
+        them; how many it restored."""
+        dead = self._workers[index]
         worker = self._workers[index] = self._start(index)
         worker.before = _add(_add(Counters(), dead.before), dead.counters)  # counts stay
         count, entries = worker.saved = dead.saved
-        restored = 0
         if count:
             unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
             unpacker.feed(entries)
             document = {"model": model_section(self.config), "series": list(unpacker)}
             try:
-                restored = worker.ask(("restore", document))[1]
+                worker.series = worker.ask(("restore", document))[1]
+                worker.answered = True
             except (EOFError, OSError):
-                restored = 0  # the next batch finds it dead and starts another
-        worker.series = restored
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
-        self.log.warn(
-            f"scoring worker {index} died ({how}): {in_flight} metrics passed through unscored; "
-            f"restarted with {restored} series from the last state save"
-        )
+                pass  # the next batch finds it dead
+        return worker.series
 
 
 def _add(total: Counters, more: Counters) -> Counters:
@@ -397,6 +454,12 @@ def _add(total: Counters, more: Counters) -> Counters:
 
 # ---------------------------------------------------------------------------------------------
 # The worker's side
+
+
+def _body(chunk: str) -> str:
+    """A line without its ending (``\n`` or ``\r\n``), as the processor parses it."""
+    body = chunk[:-1] if chunk[-1:] == "\n" else chunk
+    return body[:-1] if body[-1:] == "\r" else body
 
 
 def _passed_through(count: int) -> Stats:
