@@ -114,6 +114,7 @@ def report_fields(processor: Processor, latencies: list[float]) -> dict[str, int
         "passed_through": stats.passed_through,
         "series": processor.detector.series_count(),
         "evicted": counters.evicted,
+        "lost": counters.lost,
         "open_episodes": processor.detector.open_episodes(),
     }
     # Without a webhook or a state file these stay 0: every report has the same fields.

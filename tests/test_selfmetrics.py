@@ -20,7 +20,7 @@ from tests.telegraf_harness import ExecdHarness
 
 COUNTERS = (
     "lines_in", "lines_out", "metrics_in", "scored", "anomalous", "warmup", "unparseable",
-    "passed_through", "series", "evicted", "open_episodes", "alerts_sent", "alerts_retried",
+    "passed_through", "series", "evicted", "lost", "open_episodes", "alerts_sent", "alerts_retried",
     "alerts_dropped", "alerts_failed", "state_saves", "state_save_failures", "state_save_bytes",
     "rss_bytes",
 )  # fmt: skip
