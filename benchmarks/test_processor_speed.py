@@ -54,46 +54,31 @@ def test_naive_river_processor(benchmark: Any, metrics_file: tuple[int, Path]) -
     benchmark.pedantic(run_command, args=(command, path), rounds=1)
 
 
-@pytest.mark.parametrize("config", ["demo", "defaults"])
+@pytest.mark.parametrize("config", ["demo", "defaults", "workers"])
 def test_hst_processor(
     benchmark: Any, metrics_file: tuple[int, Path], config: str, tmp_path: Path
 ) -> None:
+    """The demo config and the defaults against the naive processor; the demo config with
+    ``workers: 2`` against one worker. Three machines share two workers two to one or worse
+    (the simulator's all hash to one): the 1,000 machines' row is the one that tells."""
     machines, path = metrics_file
     script = shutil.which("hst-processor")
     assert script is not None
     config_file = ROOT / "hst-processor.yaml"
+    row = f"processor ({config} config), {machines} machines"
+    baseline = f"naive river, {machines} machines"
+    one_worker = f"demo, one worker, {machines} machines"
     if config == "defaults":
         config_file = tmp_path / "defaults.yaml"
         config_file.write_text(DEFAULTS)
+    elif config == "workers":
+        config_file = tmp_path / "two-workers.yaml"
+        config_file.write_text((ROOT / "hst-processor.yaml").read_text() + "\nworkers: 2\n")
+        row = f"processor (demo config, workers: 2), {machines} machines"
+        baseline = one_worker
     command = [script, "--config", str(config_file)]
     benchmark.group = f"processor {machines} machines"
-    benchmark.extra_info.update(
-        row=f"processor ({config} config), {machines} machines",
-        baseline=f"naive river, {machines} machines",
-        units="metrics",
-        per_round=BENCH_LINES,
-    )
+    benchmark.extra_info.update(row=row, baseline=baseline, units="metrics", per_round=BENCH_LINES)
     if config == "demo":  # the one-worker figure the workers' row is read against
-        benchmark.extra_info["baseline_key"] = f"demo, one worker, {machines} machines"
-    benchmark.pedantic(run_command, args=(command, path), rounds=3)
-
-
-def test_hst_processor_two_workers(
-    benchmark: Any, metrics_file: tuple[int, Path], tmp_path: Path
-) -> None:
-    """The demo config with ``workers: 2``, against one worker in the same run. Three machines
-    share two workers two to one: the 1,000 machines' row is the one that tells."""
-    machines, path = metrics_file
-    script = shutil.which("hst-processor")
-    assert script is not None
-    config_file = tmp_path / "two-workers.yaml"
-    config_file.write_text((ROOT / "hst-processor.yaml").read_text() + "\nworkers: 2\n")
-    command = [script, "--config", str(config_file)]
-    benchmark.group = f"processor {machines} machines"
-    benchmark.extra_info.update(
-        row=f"processor (demo config, workers: 2), {machines} machines",
-        baseline=f"demo, one worker, {machines} machines",
-        units="metrics",
-        per_round=BENCH_LINES,
-    )
+        benchmark.extra_info["baseline_key"] = one_worker
     benchmark.pedantic(run_command, args=(command, path), rounds=3)
