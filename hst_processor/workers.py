@@ -67,7 +67,6 @@ _RESTART_PAUSE = 10.0  # seconds before a worker that could not start is tried a
 _PART_LINES = 2048  # lines routed and sent at a time (see WorkerPool.process_lines)
 _PIPE_BYTES = 1 << 20  # asked of the kernel for each pipe (Linux's default most for anyone)
 _ROUTES_KEPT = 100_000  # series texts whose worker is remembered (then the memory starts over)
-_NOT_A_SERIES = frozenset(" \t\v\f\r\n#")  # first characters of a blank line or a comment
 
 
 def worker_of(series_text: str, workers: int) -> int:
@@ -271,17 +270,23 @@ class WorkerPool:
         return outputs, stats
 
     def _route(self, chunks: list[str], start: int, end: int) -> dict[int, _Share]:
-        """The lines ``chunks[start:end]`` by worker, with their places."""
+        """The lines ``chunks[start:end]`` by worker, with their places.
+
+        A line is looked up by the text before its first space. That is its series' text
+        whenever it is a key here: keys are series texts that parsing found, a series text
+        ends at a space the parser does not read as escaped, and the parser reads the same
+        characters the same way in any line that starts with them. Anything else is parsed."""
+        lines = chunks[start:end]
+        known = self._routes.get
+        found = [known(line.partition(" ")[0]) for line in lines]
+        owners: list[int] = [
+            self._owner(line) if owner is None else owner
+            for line, owner in zip(lines, found, strict=True)
+        ]
         part: dict[int, _Share] = {}
-        owner_of = self._owner
-        for place in range(start, end):
-            chunk = chunks[place]
-            owner = owner_of(chunk)
-            share = part.get(owner)
-            if share is None:
-                share = part[owner] = ([], [])
-            share[0].append(chunk)
-            share[1].append(place)
+        for index in set(owners):
+            places = [start + at for at, owner in enumerate(owners) if owner == index]
+            part[index] = ([chunks[place] for place in places], places)
         return part
 
     def _collect(self, sent: _Sent, outputs: list[str], stats: Stats) -> None:
@@ -306,14 +311,8 @@ class WorkerPool:
         self._raised += answer.alerts
 
     def _owner(self, chunk: str) -> int:
-        """The worker of a line's series, found by the text before its fields: at the first
-        space when no backslash comes before it (the usual line); else by parsing the line."""
-        space = chunk.find(" ")
-        if space > 0 and chunk.find("\\", 0, space) < 0 and chunk[0] not in _NOT_A_SERIES:
-            series_text = chunk[:space]
-            owner = self._routes.get(series_text)
-            if owner is not None:
-                return owner
+        """The worker of a line's series not looked up yet: the line parsed, its series'
+        text remembered."""
         try:
             metric = parse_metric(_body(chunk))
         except LineProtocolError:

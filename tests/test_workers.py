@@ -343,3 +343,31 @@ def test_workers_run_the_processors_code_whatever_the_working_directory_holds(
     )
     assert done.stdout.decode().count("anomaly=warmup") == 40
     assert b"shadow" not in done.stderr and b"died" not in done.stderr
+
+
+def test_series_keys_with_escapes_are_each_scored_by_one_worker(pools: list[WorkerPool]) -> None:
+    """A line is routed by the text before its first space when that text is a series text
+    already parsed; escaped spaces, commas and equals signs, and backslashes before a space,
+    must neither split a series between workers nor merge two; nor may a tag that is not in
+    ``group_by``."""
+    keys = [
+        r"m,id=a\ b",
+        r"m,id=a\ c",
+        r"m,id=a\\",
+        r"m,id=a\,b",
+        r"m,id=a\=b",
+        r"m\ x,id=a",
+        r"m\,x,id=a",
+        "m,id=a",
+        "m,id=b",
+    ]
+    document = {"measurements": [], "group_by": ["id"], "model": {"window_size": 20}}
+    # A tag outside group_by changes the text before the fields, not the series.
+    lines = [f"{keys[i % len(keys)]},host=h{i % 4} x={i % 7},y={i % 3} {i}\n" for i in range(2_700)]
+    text = "".join(lines)
+    alone = Processor(parse_config(document), Log(io.StringIO()))
+    shared = pooled(parse_config({**document, "workers": 3}), pools)
+    assert run(shared, text, seed=2) == run(alone, text)
+    assert shared.detector.series_count() == alone.detector.series_count()
+    assert shared.summary() == alone.summary()
+    assert "anomaly_score=" in run(Processor(parse_config(document), Log(io.StringIO())), text)
