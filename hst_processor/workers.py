@@ -1,4 +1,4 @@
-"""Every core: the series shared among scoring processes (``workers: N``).
+r"""Every core: the series shared among scoring processes (``workers: N``).
 
 Python scores on one core at a time. With ``workers`` above one, :class:`WorkerPool` stands in
 for the :class:`~hst_processor.detector.Detector`: the main process still reads stdin, cuts and
@@ -456,7 +456,7 @@ def _add(total: Counters, more: Counters) -> Counters:
 
 
 def _body(chunk: str) -> str:
-    """A line without its ending (``\n`` or ``\r\n``), as the processor parses it."""
+    r"""A line without its ending (``\n`` or ``\r\n``), as the processor parses it."""
     body = chunk[:-1] if chunk[-1:] == "\n" else chunk
     return body[:-1] if body[-1:] == "\r" else body
 
