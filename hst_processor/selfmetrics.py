@@ -37,6 +37,7 @@ from hst_processor.config import SelfMetricsConfig
 from hst_processor.lineproto import format_metric
 from hst_processor.notify import AlertCounters
 from hst_processor.state import SaveCounters
+from hst_processor.workers import WorkerPool
 
 if TYPE_CHECKING:
     from hst_processor.processor import Processor
@@ -134,14 +135,19 @@ def report_fields(processor: Processor, latencies: list[float]) -> dict[str, int
         p50, p99 = np.percentile(latencies, [50, 99])
         fields.update(batch_p50_ms=float(p50) * 1000, batch_p99_ms=float(p99) * 1000)
     fields["rss_bytes"] = resident_bytes()
+    if isinstance(processor.detector, WorkerPool):  # the scoring workers' memory is ours too
+        fields["rss_bytes"] += sum(map(resident_bytes, processor.detector.worker_pids()))
     return fields
 
 
-def resident_bytes() -> int:
-    """The process's resident memory now (Linux), else its peak so far."""
+def resident_bytes(process: int | None = None) -> int:
+    """A process's resident memory now (Linux): this one's, else its peak so far; another's
+    (a scoring worker), else 0."""
     try:
-        with open("/proc/self/statm", "rb") as statm:
+        with open(f"/proc/{process or 'self'}/statm", "rb") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
+        if process is not None:
+            return 0  # it has just ended
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak * 1024  # kibibytes on Linux

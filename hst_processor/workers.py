@@ -216,6 +216,10 @@ class WorkerPool:
         """The series a metric belongs to (as its worker's detector keys it)."""
         return self._keys.key_of(metric)
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the workers running now."""
+        return [worker.process.pid for worker in self._workers if worker.process.poll() is None]
+
     def series_count(self) -> int:
         return sum(worker.series for worker in self._workers)
 

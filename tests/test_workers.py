@@ -22,6 +22,7 @@ from hst_processor.errors import ConfigError
 from hst_processor.lineproto import parse_metric
 from hst_processor.log import Log
 from hst_processor.processor import Processor
+from hst_processor.selfmetrics import report_fields, resident_bytes
 from hst_processor.series import describe_series
 from hst_processor.state import StateStore
 from hst_processor.workers import _WORKER_MAIN as _REAL_WORKER_MAIN
@@ -371,3 +372,15 @@ def test_series_keys_with_escapes_are_each_scored_by_one_worker(pools: list[Work
     assert shared.detector.series_count() == alone.detector.series_count()
     assert shared.summary() == alone.summary()
     assert "anomaly_score=" in run(Processor(parse_config(document), Log(io.StringIO())), text)
+
+
+def test_the_memory_reported_includes_the_workers(pools: list[WorkerPool]) -> None:
+    config = parse_config({**SMALL_DEFAULTS, "workers": 2})
+    processor = pooled(config, pools)
+    processor.feed(machines_text(machines=4, seconds=50))
+    pool = processor.detector
+    assert isinstance(pool, WorkerPool)
+    workers = [resident_bytes(pid) for pid in pool.worker_pids()]
+    assert len(workers) == 2 and min(workers) > 10 << 20  # an interpreter with NumPy
+    reported = report_fields(processor, [])["rss_bytes"]
+    assert abs(reported - resident_bytes() - sum(workers)) < 16 << 20
