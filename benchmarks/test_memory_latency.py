@@ -27,6 +27,13 @@ def ours(*extra: str) -> list[str]:
     return [script, "--config", str(DEMO_CONFIG), *extra]
 
 
+def ours_with_two_workers(folder: Path) -> list[str]:
+    """The demo config with ``workers: 2``."""
+    config = folder / "two-workers.yaml"
+    config.write_text(DEMO_CONFIG.read_text() + "\nworkers: 2\n")
+    return [*ours()[:2], str(config)]
+
+
 # -- memory -------------------------------------------------------------------------------------
 
 
@@ -104,6 +111,18 @@ def test_cold_start_ours_without_river(benchmark: Any, tmp_path: Path) -> None:
     )
 
 
+def test_cold_start_ours_two_workers(benchmark: Any, tmp_path: Path) -> None:
+    """The first line waits for its worker to start (a fresh interpreter importing NumPy)."""
+    command = ours_with_two_workers(tmp_path)
+    benchmark.pedantic(first_output_seconds, args=(command,), rounds=7)
+    benchmark.extra_info.update(
+        row="cold start to first output, workers: 2",
+        baseline="naive river processor",
+        value=benchmark.stats.stats.median,
+        unit="s",
+    )
+
+
 def test_cold_start_ours_with_river_engine(benchmark: Any, tmp_path: Path) -> None:
     config = tmp_path / "river.yaml"
     config.write_text(DEMO_CONFIG.read_text().replace("engine: hst", "engine: river"))
@@ -154,10 +173,12 @@ def percentile(ordered: list[float], q: float) -> float:
 
 
 @pytest.mark.parametrize("q", [0.5, 0.99], ids=["p50", "p99"])
-@pytest.mark.parametrize("subject", ["naive", "ours"])
-def test_lone_line_latency(benchmark: Any, subject: str, q: float) -> None:
-    """Each row is its own run of 3,000 lines (3 s), as the two percentiles come from it."""
-    command = NAIVE if subject == "naive" else ours()
+@pytest.mark.parametrize("subject", ["naive", "ours", "workers"])
+def test_lone_line_latency(benchmark: Any, subject: str, q: float, tmp_path: Path) -> None:
+    """Each row is its own run of 3,000 lines (3 s), as the two percentiles come from it;
+    ``workers``: the demo config with ``workers: 2`` (a line goes to a worker and back)."""
+    commands = {"naive": NAIVE, "ours": ours(), "workers": ours_with_two_workers(tmp_path)}
+    command = commands[subject]
     ordered = benchmark.pedantic(lone_line_latencies, args=(command,), rounds=1)
     label = "p50" if q == 0.5 else "p99"
     value = percentile(ordered, q) * 1000
@@ -165,7 +186,8 @@ def test_lone_line_latency(benchmark: Any, subject: str, q: float) -> None:
         benchmark.extra_info.update(baseline_key=f"naive, latency {label}", value=value, unit="ms")
     else:
         benchmark.extra_info.update(
-            row=f"lone-line latency {label}, 1,000 metrics/s",
+            row=f"lone-line latency {label}, 1,000 metrics/s"
+            + (", workers: 2" if subject == "workers" else ""),
             baseline=f"naive, latency {label}",
             value=value,
             unit="ms",
