@@ -49,6 +49,7 @@ __all__ = [
     "is_blank",
     "is_comment",
     "is_numeric",
+    "line_body",
     "parse_metric",
     "split_metrics",
 ]
@@ -376,6 +377,16 @@ def is_numeric(value: object) -> bool:
     """An integer or float (a boolean is neither, though Python says otherwise): a field value
     the model can read, and the one test of a number in config and snapshot values too."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def line_body(line: str) -> str:
+    r"""A line without its ending, ``\n`` or ``\r\n``: the text a metric is parsed from.
+
+    >>> line_body("m x=1 1\r\n"), line_body("m x=1 1\n"), line_body("m x=1 1")
+    ('m x=1 1', 'm x=1 1', 'm x=1 1')
+    """
+    body = line[:-1] if line[-1:] == "\n" else line
+    return body[:-1] if body[-1:] == "\r" else body
 
 
 def is_blank(text: str) -> bool:

@@ -39,6 +39,7 @@ from hst_processor.lineproto import (
     format_string,
     is_blank,
     is_comment,
+    line_body,
     parse_metric,
 )
 from hst_processor.log import Log
@@ -180,9 +181,7 @@ class Processor:
         metrics: list[Metric | None] = []
         parse = self._parse
         for chunk in chunks:
-            body = chunk[:-1] if chunk[-1:] == "\n" else chunk
-            if body[-1:] == "\r":
-                body = body[:-1]
+            body = line_body(chunk)
             bodies.append(body)
             metrics.append(parse(body))
         verdicts = self.detector.process(metrics)
