@@ -172,9 +172,7 @@ class Rarity:
         ``min_scores``), then ``value`` learned: :meth:`score` and :meth:`learn` in one, which
         find its bin once (this runs for every scored metric)."""
         index = self._bin(value)
-        score = (
-            score_of(self._share(state, value, index)) if state.seen >= self.min_scores else None
-        )
+        score = score_of(self._share(state, value, index)) if self.ready(state) else None
         self._learn(state, index)
         return score
 

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
-__all__ = ["Stats"]
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = ["Stats", "add_counts"]
+
+_Counts = TypeVar("_Counts", bound="DataclassInstance")
+
+
+def add_counts(total: _Counts, more: _Counts) -> _Counts:
+    """Add each count of ``more`` (a dataclass of numbers) to ``total``'s; return ``total``.
+
+    >>> add_counts(Stats(lines_in=2), Stats(lines_in=3, blank=1)).lines_in
+    5
+    """
+    for name, value in dataclasses.asdict(more).items():
+        setattr(total, name, getattr(total, name) + value)
+    return total
 
 
 @dataclass
@@ -29,5 +46,4 @@ class Stats:
 
     def add(self, more: Stats) -> None:
         """Count ``more`` in too (a scoring worker's batch)."""
-        for name, value in dataclasses.asdict(more).items():
-            setattr(self, name, getattr(self, name) + value)
+        add_counts(self, more)

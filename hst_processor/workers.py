@@ -54,11 +54,11 @@ from hst_processor.alerts import AlertEvent
 from hst_processor.config import Config
 from hst_processor.detector import Counters, Detector
 from hst_processor.errors import LineProtocolError
-from hst_processor.lineproto import Metric, parse_metric
+from hst_processor.lineproto import Metric, line_body, parse_metric
 from hst_processor.log import Log
-from hst_processor.series import SeriesKey, SeriesKeys, describe_series
+from hst_processor.series import SeriesKey, SeriesKeys, describe_series, series_key_of
 from hst_processor.state import StateError, assemble, model_section, packed_series, restore
-from hst_processor.stats import Stats
+from hst_processor.stats import Stats, add_counts
 
 __all__ = ["WorkerPool", "worker_of"]
 
@@ -208,8 +208,8 @@ class WorkerPool:
         """Every worker's counters added up, with the metrics lost in workers that died."""
         total = Counters(lost=self._lost)
         for worker in self._workers:
-            _add(total, worker.before)
-            _add(total, worker.counters)
+            add_counts(total, worker.before)
+            add_counts(total, worker.counters)
         return total
 
     def series_key(self, metric: Metric) -> SeriesKey:
@@ -318,14 +318,17 @@ class WorkerPool:
         """The worker of a line's series not looked up yet: the line parsed, its series'
         text remembered."""
         try:
-            metric = parse_metric(_body(chunk))
+            metric = parse_metric(line_body(chunk))
         except LineProtocolError:
             return 0  # not a metric: any worker passes it through; the first does
-        owner = worker_of(describe_series(self.series_key(metric)), self._count)
+        owner = self._owner_of(self.series_key(metric))
         if len(self._routes) >= _ROUTES_KEPT:
             self._routes.clear()
         self._routes[metric.text[: metric.series_end]] = owner
         return owner
+
+    def _owner_of(self, key: SeriesKey) -> int:
+        return worker_of(describe_series(key), self._count)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -344,8 +347,7 @@ class WorkerPool:
         """Give each worker its series of a parsed snapshot; the warnings of the restore."""
         shares: list[list[Any]] = [[] for _ in self._workers]
         for saved in document["series"]:
-            text = describe_series((saved["measurement"], tuple(map(tuple, saved["tags"]))))
-            shares[worker_of(text, self._count)].append(saved)
+            shares[self._owner_of(series_key_of(saved))].append(saved)
         warnings: list[str] = []
         for index, share in enumerate(shares):
             part = dict(document, series=share)
@@ -435,7 +437,8 @@ class WorkerPool:
         them; how many it restored."""
         dead = self._workers[index]
         worker = self._workers[index] = self._start(index)
-        worker.before = _add(_add(Counters(), dead.before), dead.counters)  # counts stay
+        # What the dead one and those before it counted stays in the totals.
+        worker.before = add_counts(add_counts(Counters(), dead.before), dead.counters)
         count, entries = worker.saved = dead.saved
         if count:
             unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
@@ -449,20 +452,8 @@ class WorkerPool:
         return worker.series
 
 
-def _add(total: Counters, more: Counters) -> Counters:
-    for name, value in dataclasses.asdict(more).items():
-        setattr(total, name, getattr(total, name) + value)
-    return total
-
-
 # ---------------------------------------------------------------------------------------------
 # The worker's side
-
-
-def _body(chunk: str) -> str:
-    r"""A line without its ending (``\n`` or ``\r\n``), as the processor parses it."""
-    body = chunk[:-1] if chunk[-1:] == "\n" else chunk
-    return body[:-1] if body[-1:] == "\r" else body
 
 
 def _passed_through(count: int) -> Stats:
