@@ -417,6 +417,7 @@ _FIRST_LINE, _STRING, _AFTER_STRING, _KEY_START, _KEY, _VALUE_START, _VALUE, _TO
 _STRING_BODY = re.compile(r'[^"\\\f]*(?:\\[\\"][^"\\\f]*)*')
 _KEY_BODY = re.compile(r"[^\t\n\f\r ,=\\]*(?:\\[^\t\n\f\r][^\t\n\f\r ,=\\]*)*")
 _VALUE_BODY = re.compile(r"[^, \t\v\f\r\n]*")
+_LINES = re.compile(r"[^\n]*\n")
 
 
 class MetricSplitter:
@@ -463,7 +464,16 @@ class MetricSplitter:
         buffer += text
         metrics: list[str] = []
         start = 0
-        while (end := self._end_of_metric(buffer, start)) >= 0:
+        # Where the text's complete lines end (-1: none). The held text has no newline that
+        # matters before ``_scan``, so this search, like those after it, stays within the new
+        # text: a long line arriving in small pieces costs time in proportion to its length.
+        last_newline = buffer.rfind("\n", self._scan)
+        while True:
+            if self._state == _FIRST_LINE and last_newline >= start:
+                start = self._plain_lines(buffer, start, last_newline, metrics)
+            end = self._end_of_metric(buffer, start)
+            if end < 0:
+                break
             metrics.append(buffer[start : end + 1])
             start = end + 1
             self._state, self._scan = _FIRST_LINE, start
@@ -473,6 +483,18 @@ class MetricSplitter:
             self._consumed += start
         self._buffer = buffer
         return metrics
+
+    def _plain_lines(self, buffer: str, start: int, last_newline: int, metrics: list[str]) -> int:
+        """The lines from ``start`` up to the first with a quote added to ``metrics``, cut in
+        one C call (a line without a quote holds no string field: it ends at its newline,
+        and most streams never quote at all); where the scan goes on."""
+        quote = buffer.find('"', start, last_newline)
+        end = last_newline + 1 if quote < 0 else buffer.rfind("\n", start, quote) + 1
+        if end > start:
+            metrics += _LINES.findall(buffer, start, end)
+            self._scan = end
+            return end
+        return start
 
     def release_first_line(self) -> str:
         """Give up on the held metric's first line (it opened a string that never closed): it

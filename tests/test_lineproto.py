@@ -283,6 +283,32 @@ def test_the_splitter_cuts_text_in_pieces_as_it_cuts_the_whole(
     assert (got, splitter.held) == (whole, rest)
 
 
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from([*SPLIT_ALPHABET, "\n", "\n", "m v=1 1\n"]), max_size=60).map("".join),
+    st.lists(st.integers(1, 12), min_size=1, max_size=40),
+)
+@example('m v=1\nm s="a\nb" 1\nm v=2\nm t="x" 2\nm v=3\n', [100])
+def test_lines_without_quotes_are_cut_as_the_careful_scan_cuts_them(
+    text: str, pieces: list[int]
+) -> None:
+    """The quick path (whole lines before a quote, in one call) against the scan alone."""
+
+    def cut(splitter: MetricSplitter) -> tuple[list[str], str]:
+        got: list[str] = []
+        position = 0
+        for size in itertools.cycle(pieces):
+            if position >= len(text):
+                break
+            got += splitter.feed(text[position : position + size])
+            position += size
+        return got, splitter.held
+
+    careful = MetricSplitter()
+    careful._plain_lines = lambda buffer, start, last, metrics: start  # type: ignore[method-assign]
+    assert cut(MetricSplitter()) == cut(careful)
+
+
 def test_the_splitter_reads_a_string_that_runs_on_for_many_lines_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
