@@ -117,10 +117,14 @@ class Processor:
         """Where the held-back tail starts, in characters since the start of the stream."""
         return self._splitter.held_start
 
-    def feed(self, text: str) -> str:
-        """Process the metrics ``text`` completes; keep the incomplete rest."""
-        out = self._process(self._splitter.feed(text))
-        if self._splitter.holds_lines and len(self._splitter.held) > MAX_HELD_CHARS:
+    def feed(self, text: str, more: bool = False) -> str:
+        """Process the metrics ``text`` completes; keep the incomplete rest. ``more`` says
+        that more input is already waiting: scoring workers may then keep the last lines
+        to return with the next call's (one process returns every line at once)."""
+        chunks = self._splitter.feed(text)
+        give_up = self._splitter.holds_lines and len(self._splitter.held) > MAX_HELD_CHARS
+        out = self._process(chunks, more and not give_up)  # the held lines go out after all
+        if give_up:
             out += self._give_up_held()
         return out
 
@@ -134,7 +138,8 @@ class Processor:
         its hold ends. Text after the last newline was cut off mid-metric (Telegraf ends each
         one with a newline; a half-read line has no timestamp and maybe half a value): it goes
         out exactly as it came, neither scored nor learned."""
-        out = ""
+        # Lines scoring workers still hold come first: they came before everything below.
+        out = self._process([]) if isinstance(self.detector, WorkerPool) else ""
         while self._splitter.holds_lines:
             out += self.release_stalled()
         tail = self._splitter.take_held()
@@ -167,9 +172,9 @@ class Processor:
         )
         return "".join(lines) + self.feed("")
 
-    def _process(self, chunks: list[str]) -> str:
+    def _process(self, chunks: list[str], more: bool = False) -> str:
         if isinstance(self.detector, WorkerPool):  # every line to its series' worker
-            lines, stats = self.detector.process_lines(chunks)
+            lines, stats = self.detector.process_lines(chunks, more)
             self.stats.add(stats)
             return "".join(lines)
         return "".join(self.process_lines(chunks))
@@ -398,7 +403,10 @@ def serve(
                 data = os.read(stdin_fd, READ_SIZE)
                 if not data:
                     break
-                output.write(processor.feed(decoder.decode(data)))
+                # While more input waits, workers may go on scoring the end of this read
+                # while the next is read and cut (their lines come out with the next one's).
+                more = bool(select.select([stdin_fd], [], [], 0)[0])
+                output.write(processor.feed(decoder.decode(data), more))
                 if report is not None:
                     report.record_batch(time.monotonic() - read_at)
                 hold.after_feed(processor, read_at)

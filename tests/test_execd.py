@@ -567,3 +567,29 @@ def test_with_two_workers_each_lone_metric_is_answered_and_a_stop_saves_and_ends
         command("inspect-state", str(state)), capture_output=True, timeout=60, check=True
     )
     assert b"6 series" in inspected.stdout
+
+
+def test_with_two_workers_a_file_piped_through_comes_out_as_one_process_writes_it(
+    tmp_path: Path,
+) -> None:
+    """A file read faster than it is scored: each read's last lines are still being scored
+    when the next read comes (the workers keep them, see ``WorkerPool.process_lines``), and
+    the output is still every line once, in order, as one process writes it."""
+    from simulator.run import simulate
+
+    text, _ = simulate(12, 3, 1_767_225_600_000_000_000, 1500, [])
+    source = tmp_path / "machines.lp"
+    source.write_text(text)
+    config = tmp_path / "two-workers.yaml"
+    config.write_text(DEMO_CONFIG.read_text() + "\nworkers: 2\n")
+    outputs = []
+    for config_file in (DEMO_CONFIG, config):
+        with source.open("rb") as stdin:
+            result = subprocess.run(
+                command("--config", str(config_file)), stdin=stdin, capture_output=True, timeout=120
+            )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert len(text) > 2 * (1 << 20)  # several reads of a mebibyte
+    assert outputs[0].count(b"anomaly_score=") > 10_000
+    assert outputs[1] == outputs[0]

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from hst_processor.alerts import AlertEvent
@@ -63,7 +64,10 @@ def pieces(text: str, seed: int) -> Iterator[str]:
 
 
 def run(processor: Processor, text: str, seed: int = 0) -> str:
-    out = [processor.feed(piece) for piece in pieces(text, seed)]
+    """The processor's output for ``text`` in random reads, each said at random to have more
+    input waiting behind it or not (workers then keep the last lines for the next read)."""
+    waiting = random.Random(seed + 1)
+    out = [processor.feed(piece, waiting.random() < 0.7) for piece in pieces(text, seed)]
     return "".join(out) + processor.finish()
 
 
@@ -100,6 +104,29 @@ def test_two_workers_write_what_one_process_writes_byte_for_byte(
     assert shared.detector.counters == alone.detector.counters
     assert shared.detector.series_count() == alone.detector.series_count() == 7
     assert shared.summary() == alone.summary()
+
+
+def test_with_more_input_waiting_the_end_of_a_read_comes_out_with_the_next(
+    pools: list[WorkerPool],
+) -> None:
+    """The workers score a read's last parts while the next is read: their lines come out
+    first with the next read's, in order, and a request in between (a state save) waits for
+    them to be scored."""
+    lines = machines_text(machines=7, seconds=1000).splitlines(keepends=True)
+    head, tail = "".join(lines[:5000]), "".join(lines[5000:])
+    alone = Processor(parse_config(SMALL_DEFAULTS), Log(io.StringIO()))
+    expected = alone.feed(head) + alone.feed(tail)
+    shared = pooled(parse_config({**SMALL_DEFAULTS, "workers": 2}), pools)
+    pool = shared.detector
+    assert isinstance(pool, WorkerPool)
+    first = shared.feed(head, more=True)
+    assert 0 < first.count("\n") < 5000  # the read's end is still being scored
+    saved = msgpack.unpackb(pool.snapshot(processed=5000), raw=False, strict_map_key=False)
+    assert len(saved["series"]) == 7  # every worker answered the save, not with a part's lines
+    second = shared.feed(tail, more=True)
+    assert first + second + shared.finish() == expected
+    assert shared.stats == alone.stats
+    assert pool.counters == alone.detector.counters
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
