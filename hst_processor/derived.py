@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,10 +93,14 @@ class DerivedState:
         ]
         self.fit_points: list[list[tuple[float, float]]] = [[] for _ in self.specs]
         self.lines: list[tuple[float, float, float] | None] = [None] * len(self.specs)
+        self._steady: list[Callable[[Sequence[float]], float]] | None = None  # once all ready
 
     def update(self, row: Sequence[float]) -> list[float] | None:
         """The derived values for one metric's raw ``row``; None while any is not ready.
         Every metric must pass through here, in order: the state moves with each."""
+        steady = self._steady
+        if steady is not None:
+            return [step(row) for step in steady]
         values: list[float] = []
         ready = True
         for index, spec in enumerate(self.specs):
@@ -107,7 +111,53 @@ class DerivedState:
                 ready = False
             else:
                 values.append(finite(derived))
+        if ready:
+            # Every feature has its history or its line now, and keeps it: from here on each
+            # is one small function (the same arithmetic, without asking what it is each time).
+            self._steady = [self._step(index) for index in range(len(self.specs))]
         return values if ready else None
+
+    def _step(self, index: int) -> Callable[[Sequence[float]], float]:
+        """Feature ``index``'s computation once it is ready, as :meth:`_one` and
+        :func:`finite` do it (``tests/test_derived.py`` holds the two to the same bits)."""
+        spec = self.specs[index]
+        at, of = self._field[index], self._of[index]
+        previous, history = self.previous, self.history[index]
+        kind = spec.kind
+        if kind == "residual":
+            line = self.lines[index]
+            assert line is not None  # ready: fitted
+            slope, intercept, deviation = line
+            window = spec.window
+
+            def residual(row: Sequence[float]) -> float:
+                value = (row[at] - (slope * row[of] + intercept)) / deviation
+                if value - value != 0:
+                    value = finite(value)
+                if window <= 1:
+                    return value
+                history.append(value)
+                return _mean(history)  # finite already: it sums finite values
+
+            return residual
+        if kind == "repeats":
+
+            def repeats(row: Sequence[float]) -> float:
+                value = row[at]
+                run = history[0] + 1 if value == previous[index] else 0.0
+                previous[index] = value
+                history[0] = run
+                return finite(run)
+
+            return repeats
+        one = self._one
+
+        def other_kind(row: Sequence[float]) -> float:
+            derived = one(index, spec, row[at], row[of] if of >= 0 else 0.0)
+            assert derived is not None  # ready, and a feature that is ready stays so
+            return finite(derived)
+
+        return other_kind
 
     def _one(self, index: int, spec: DerivedFeature, value: float, other: float) -> float | None:
         kind = spec.kind
@@ -164,6 +214,7 @@ class DerivedState:
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Load what :meth:`export` wrote (for the same specs)."""
+        self._steady = None  # the next metric finds out again whether every feature is ready
         self.previous = [None if v is None else float(v) for v in saved["previous"]]
         for history, values in zip(self.history, saved["history"], strict=True):
             history.clear()

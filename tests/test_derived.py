@@ -141,6 +141,38 @@ def test_any_finite_values_give_finite_features_and_a_state_that_resumes(
     assert got == expected
 
 
+class StepByStep(DerivedState):
+    """The features as each kind's general code computes them, metric after metric (the
+    quick functions a ready state switches to are dropped before every metric)."""
+
+    def update(self, row: list[float]) -> list[float] | None:  # type: ignore[override]
+        self._steady = None
+        return super().update(row)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(ANY_VALUE, st.sampled_from([2.0, 3.0])),  # repeats, often
+            st.one_of(ANY_VALUE, st.sampled_from([2.0, 3.0])),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+@example([(1.0, 2.0)] * 4 + [(LIMIT, -LIMIT), (2.0, 2.0), (2.0, 2.0), (3.0, 1.0)])
+def test_a_ready_state_computes_the_same_bits_as_the_general_code(
+    rows: list[tuple[float, float]],
+) -> None:
+    quick = DerivedState(ALL_KINDS, ("x", "y"))
+    general = StepByStep(ALL_KINDS, ("x", "y"))
+    for row in rows:
+        got, expected = quick.update(list(row)), general.update(list(row))
+        assert repr(got) == repr(expected)  # the same bits (0.0 and -0.0 told apart)
+        assert repr(quick.export()) == repr(general.export())
+
+
 def test_overflow_is_computed_on_scaled_values_not_just_clipped() -> None:
     """Near the float limit the mean and spread are still the right numbers."""
     spread = feed(DerivedFeature("s", "spread", "x", window=2), [[LIMIT, 0], [-LIMIT, 0]])
