@@ -1,16 +1,21 @@
 r"""Every core: the series shared among scoring processes (``workers: N``).
 
 Python scores on one core at a time. With ``workers`` above one, :class:`WorkerPool` stands in
-for the :class:`~hst_processor.detector.Detector`: the main process still reads stdin, cuts and
-parses the metrics and writes them out in order, but each metric is scored by the worker that
-owns its series, a fixed share of the series chosen by a stable hash of the series key
-(:func:`worker_of`). Every series' metrics reach one detector, in order, so its verdicts are
-exactly those one process would give (the bounds aside: each worker keeps ``max_series / N``).
+for the :class:`~hst_processor.detector.Detector`: the main process still reads stdin, cuts it
+into lines and writes them out in order, but each line is scored by the worker that owns its
+series, a fixed share of the series chosen by a stable hash of the series key
+(:func:`worker_of`). A line is routed by a lookup of the text before its first space (parsed
+only the first time a series is met). Every series' metrics reach one detector, in order, so
+its verdicts are exactly those one process would give (the bounds aside: each worker keeps
+``max_series / N``).
 
-A batch goes to every worker that has metrics in it at once, and the answers are put back in
-the metrics' order. A worker answers with its verdicts, the alerts they raised (sent on by the
-main process's notifier, so the messages' rate limits hold for the whole processor), and its
-counters.
+A read goes in parts of ``_PART_LINES`` lines; a part goes to every worker that has lines in
+it at once, and while they score it the main process routes and sends the next. When more
+input is already waiting, a read's last part is not waited for: the workers score it while
+the main process reads and cuts the next read, and its lines come out first with that read's.
+The answers are put back in the lines' order. A worker answers with its lines, enriched, the
+alerts they raised (sent on by the main process's notifier, so the messages' rate limits hold
+for the whole processor), and its counters.
 
 A worker that dies (killed, out of memory, a defect) loses nothing of the stream: the metrics
 it held pass through unscored, counted as ``lost``, and a new worker takes its share, restored
