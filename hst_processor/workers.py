@@ -69,6 +69,10 @@ __all__ = ["WorkerPool", "worker_of"]
 
 _Share = tuple[list[str], list[int]]  # a worker's lines of a part, and their places
 _RESTART_PAUSE = 10.0  # seconds before a worker that could not start is tried again
+_ANSWER_SECONDS = 60.0
+"""A worker that has not answered a part in this long is taken as hung: killed and replaced
+(a part of 2,048 lines takes some tens of milliseconds; a fresh worker's start, under a
+second)."""
 _PART_LINES = 2048  # lines routed and sent at a time (see WorkerPool.process_lines)
 _PARTS_AHEAD = 1  # parts sent before the oldest is collected (2 or 3 measured no faster)
 _PIPE_BYTES = 1 << 20  # asked of the kernel for each pipe (Linux's default most for anyone)
@@ -142,6 +146,7 @@ class _Worker:
         self.open_episodes = 0
         self.saved: tuple[int, bytes] = (0, b"")  # its series in the last save
         self.answered = False  # it has answered a request: it started
+        self.hung = False  # it did not answer a part in _ANSWER_SECONDS
 
     def ask(self, message: tuple[Any, ...]) -> Any:
         """Send one request and wait for its answer; EOFError or OSError if the worker died."""
@@ -425,7 +430,11 @@ class WorkerPool:
 
     @staticmethod
     def _receive(worker: _Worker) -> _Answer | None:
+        """A part's answer; None if the worker died, or hangs (marked so)."""
         try:
+            if not worker.answers.poll(_ANSWER_SECONDS):
+                worker.hung = True
+                return None
             answer: _Answer = worker.answers.recv()
         except (EOFError, OSError):
             return None
@@ -457,15 +466,19 @@ class WorkerPool:
         return False
 
     def _lose(self, index: int, in_flight: int) -> None:
-        """A worker died: its metrics in flight pass through unscored; a new one takes its
+        """A worker died or hangs: its metrics in flight pass through unscored; a new one takes its
         series, as the last save left them. One that died before it ever answered cannot
         start (a broken installation, say): its share waits ``_RESTART_PAUSE`` seconds before
         the next try, rather than a new interpreter being started for every batch."""
         dead = self._workers[index]
+        if dead.hung:  # it would not read the end of its pipe either
+            dead.process.kill()
         code = dead.stop()
         self._lost += in_flight
         self.restarts += 1
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        if dead.hung:
+            how = f"no answer in {_ANSWER_SECONDS:g} s: killed"
         if not dead.answered:
             self._paused[index] = time.monotonic() + _RESTART_PAUSE
             self.log.warn_repeated(

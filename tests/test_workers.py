@@ -16,6 +16,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from hst_processor import workers
 from hst_processor.alerts import AlertEvent
 from hst_processor.config import Config, available_cores, load_config, parse_config
 from hst_processor.detector import Detector
@@ -224,6 +225,37 @@ def test_a_killed_worker_loses_no_line_and_its_successor_starts_from_the_last_sa
     assert pool.series_count() == 6
 
 
+def test_a_worker_that_hangs_is_killed_and_replaced_and_its_lines_pass_through(
+    pools: list[WorkerPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops answering (here: stopped by SIGSTOP) must not stop the stream."""
+    config = parse_config({**SMALL_DEFAULTS, "workers": 2})
+    log = io.StringIO()
+    pool = WorkerPool(config, Log(log))
+    pools.append(pool)
+    processor = Processor(config, Log(io.StringIO()), detector=pool)
+    lines = machines_text(machines=6, seconds=300).splitlines(keepends=True)
+    first, during, after = lines[:1200], lines[1200:1260], lines[1260:]
+    processor.feed("".join(first))
+    pool.snapshot(processed=1200)
+    hung = pool._workers[0].process
+    hung.send_signal(signal.SIGSTOP)
+    # The other worker answers 60 lines in milliseconds: two seconds leave it room to spare.
+    monkeypatch.setattr(workers, "_ANSWER_SECONDS", 2.0)
+    out = processor.feed("".join(during)).splitlines(keepends=True)
+    monkeypatch.undo()
+    mine = owned_by("".join(during), pool, 0)
+    assert 0 < sum(mine) < len(during)
+    for line, output, lost in zip(during, out, mine, strict=True):
+        assert (output == line) if lost else ("anomaly_score=" in output)
+    assert hung.wait(timeout=10) == -signal.SIGKILL
+    assert pool.counters.lost == sum(mine) and pool.restarts == 1
+    assert "scoring worker 0 died (no answer in 2 s: killed)" in log.getvalue()
+    out = processor.feed("".join(after)).splitlines(keepends=True)
+    restarted = [o for o, m in zip(out, owned_by("".join(after), pool, 0), strict=True) if m]
+    assert restarted and all("anomaly_score=" in line for line in restarted)  # from the save
+
+
 @pytest.mark.parametrize("workers_after", [1, 3])
 def test_a_state_file_written_by_two_workers_resumes_byte_identically_under_any_count(
     workers_after: int, tmp_path: Path, pools: list[WorkerPool]
@@ -325,8 +357,6 @@ def test_a_worker_that_cannot_start_passes_its_share_through_and_is_retried_afte
 ) -> None:
     """Not a new interpreter for every batch: its share's lines go out unscored, counted,
     and another start is tried once the pause is over."""
-    from hst_processor import workers
-
     monkeypatch.setattr(workers, "_WORKER_MAIN", "import sys; sys.exit(1)")
     log = io.StringIO()
     config = parse_config({**SMALL_DEFAULTS, "workers": 2})
