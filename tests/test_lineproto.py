@@ -257,6 +257,19 @@ def test_float_fields_follow_telegrafs_grammar(token: str) -> None:
         assert value == float(token)
 
 
+def fed_in_pieces(splitter: MetricSplitter, text: str, pieces: list[int]) -> tuple[list[str], str]:
+    """The metrics and the held rest when ``text`` comes in reads of the sizes ``pieces``
+    cycles through."""
+    got: list[str] = []
+    position = 0
+    for size in itertools.cycle(pieces):
+        if position >= len(text):
+            break
+        got += splitter.feed(text[position : position + size])
+        position += size
+    return got, splitter.held
+
+
 SPLIT_ALPHABET = ["m", " ", ",", "=", '"', "\\", "\n", "1", "a", "\r", "\f", "\t"]
 
 
@@ -271,16 +284,7 @@ def test_the_splitter_cuts_text_in_pieces_as_it_cuts_the_whole(
     text: str, pieces: list[int]
 ) -> None:
     full = 'm,t=1 a="' + text  # often inside a string field, where it gets interesting
-    whole, rest = split_metrics(full)
-    splitter = MetricSplitter()
-    got: list[str] = []
-    position = 0
-    for size in itertools.cycle(pieces):
-        if position >= len(full):
-            break
-        got += splitter.feed(full[position : position + size])
-        position += size
-    assert (got, splitter.held) == (whole, rest)
+    assert fed_in_pieces(MetricSplitter(), full, pieces) == split_metrics(full)
 
 
 @settings(max_examples=300)
@@ -293,20 +297,9 @@ def test_lines_without_quotes_are_cut_as_the_careful_scan_cuts_them(
     text: str, pieces: list[int]
 ) -> None:
     """The quick path (whole lines before a quote, in one call) against the scan alone."""
-
-    def cut(splitter: MetricSplitter) -> tuple[list[str], str]:
-        got: list[str] = []
-        position = 0
-        for size in itertools.cycle(pieces):
-            if position >= len(text):
-                break
-            got += splitter.feed(text[position : position + size])
-            position += size
-        return got, splitter.held
-
     careful = MetricSplitter()
     careful._plain_lines = lambda buffer, start, last, metrics: start  # type: ignore[method-assign]
-    assert cut(MetricSplitter()) == cut(careful)
+    assert fed_in_pieces(MetricSplitter(), text, pieces) == fed_in_pieces(careful, text, pieces)
 
 
 def test_the_splitter_reads_a_string_that_runs_on_for_many_lines_once(

@@ -184,20 +184,28 @@ def owned_by(text: str, pool: WorkerPool, index: int) -> list[bool]:
     ]
 
 
-@pytest.mark.parametrize("saved", [True, False])
-def test_a_killed_worker_loses_no_line_and_its_successor_starts_from_the_last_save(
-    saved: bool, pools: list[WorkerPool]
-) -> None:
+def two_workers_1200_lines_in(
+    pools: list[WorkerPool], save: bool
+) -> tuple[WorkerPool, Processor, io.StringIO, list[str], list[str]]:
+    """A pool of two that scored 1,200 lines of 6 machines (and saved them, if ``save``,
+    as a periodic save gathers and keeps them); its log, and 60 lines and the rest to come."""
     config = parse_config({**SMALL_DEFAULTS, "workers": 2})
     log = io.StringIO()
     pool = WorkerPool(config, Log(log))
     pools.append(pool)
     processor = Processor(config, Log(io.StringIO()), detector=pool)
     lines = machines_text(machines=6, seconds=300).splitlines(keepends=True)
-    first, during, after = lines[:1200], lines[1200:1260], lines[1260:]
-    processor.feed("".join(first))
-    if saved:
-        pool.snapshot(processed=1200)  # what a periodic save gathers, and keeps
+    processor.feed("".join(lines[:1200]))
+    if save:
+        pool.snapshot(processed=1200)
+    return pool, processor, log, lines[1200:1260], lines[1260:]
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_a_killed_worker_loses_no_line_and_its_successor_starts_from_the_last_save(
+    saved: bool, pools: list[WorkerPool]
+) -> None:
+    pool, processor, log, during, after = two_workers_1200_lines_in(pools, save=saved)
     victim = pool._workers[0].process
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -221,7 +229,7 @@ def test_a_killed_worker_loses_no_line_and_its_successor_starts_from_the_last_sa
         assert all("anomaly_score=" in line for line in restarted)
     else:  # nothing kept: they warm up again
         assert all("anomaly=warmup" in line for line in restarted[:20])
-    assert processor.stats.lines_in == processor.stats.lines_out == len(lines)
+    assert processor.stats.lines_in == processor.stats.lines_out == 1200 + len(during) + len(after)
     assert pool.series_count() == 6
 
 
@@ -229,15 +237,7 @@ def test_a_worker_that_hangs_is_killed_and_replaced_and_its_lines_pass_through(
     pools: list[WorkerPool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker that stops answering (here: stopped by SIGSTOP) must not stop the stream."""
-    config = parse_config({**SMALL_DEFAULTS, "workers": 2})
-    log = io.StringIO()
-    pool = WorkerPool(config, Log(log))
-    pools.append(pool)
-    processor = Processor(config, Log(io.StringIO()), detector=pool)
-    lines = machines_text(machines=6, seconds=300).splitlines(keepends=True)
-    first, during, after = lines[:1200], lines[1200:1260], lines[1260:]
-    processor.feed("".join(first))
-    pool.snapshot(processed=1200)
+    pool, processor, log, during, after = two_workers_1200_lines_in(pools, save=True)
     hung = pool._workers[0].process
     hung.send_signal(signal.SIGSTOP)
     # The other worker answers 60 lines in milliseconds: two seconds leave it room to spare.
