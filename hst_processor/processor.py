@@ -96,6 +96,7 @@ class Processor:
         )
         self.stats = Stats()
         self._splitter = MetricSplitter()
+        self._settled_output = ""  # lines scoring workers finished early, not yet written
         # What we insert is the same for every metric but the score: escape it once.
         output = config.output
         self._tag_texts: dict[str, str] = {}
@@ -176,8 +177,16 @@ class Processor:
         if isinstance(self.detector, WorkerPool):  # every line to its series' worker
             lines, stats = self.detector.process_lines(chunks, more)
             self.stats.add(stats)
-            return "".join(lines)
+            settled, self._settled_output = self._settled_output, ""
+            return settled + "".join(lines)
         return "".join(self.process_lines(chunks))
+
+    def settle(self) -> None:
+        """Have the lines scoring workers still hold scored and counted now (they go out first
+        with the next output), so that a state save's position and a report's counts match
+        what the models have learned."""
+        if isinstance(self.detector, WorkerPool):
+            self._settled_output = self._process([])
 
     def process_lines(self, chunks: list[str]) -> list[str]:
         """Each line's output, in order (a scoring worker's part of :meth:`feed`)."""
@@ -258,6 +267,8 @@ class Processor:
     def after_batch(self) -> None:
         """Between batches, once the output is written: the periodic state snapshot."""
         if self.state is not None:
+            if self.state.due():
+                self.settle()
             self.state.maybe_save(self.detector, self.processed)
 
     def close(self, stopped_at: float | None = None) -> None:
@@ -415,6 +426,7 @@ def serve(
                 output.write(processor.release_stalled())
                 hold.after_release(processor)
             if report is not None and report.due():
+                processor.settle()
                 if processor.state is not None:
                     processor.state.poll()  # a save that ended while the input was idle
                 output.write(report.take(processor))

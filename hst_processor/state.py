@@ -789,6 +789,12 @@ class StateStore:
             kept = "left in place"
         self.log.warn(f"state file {self.path}: {reason}; starting fresh ({kept})")
 
+    def due(self) -> bool:
+        """Whether :meth:`maybe_save` may save now (its interval is up)."""
+        return (self.enabled or self._retry) and (
+            time.monotonic() - self._last_save >= self.interval
+        )
+
     def maybe_save(self, detector: Models, processed: int) -> None:
         """After a batch: reap a finished save; fork a new one when the interval is up."""
         if not (self.enabled or self._retry):

@@ -432,9 +432,15 @@ class WorkerPool:
     def _receive(worker: _Worker) -> _Answer | None:
         """A part's answer; None if the worker died, or hangs (marked so)."""
         try:
-            if not worker.answers.poll(_ANSWER_SECONDS):
-                worker.hung = True
-                return None
+            # Waited for in slices of a second, each counted once however long it took: a
+            # pause of the whole process group (Ctrl-Z, `docker pause`) stops this process's
+            # waiting too, and must not make a healthy worker look hung when it resumes.
+            waited = 0
+            while not worker.answers.poll(1.0):
+                waited += 1
+                if waited >= _ANSWER_SECONDS:
+                    worker.hung = True
+                    return None
             answer: _Answer = worker.answers.recv()
         except (EOFError, OSError):
             return None

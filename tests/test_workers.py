@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,32 @@ def test_with_more_input_waiting_the_end_of_a_read_comes_out_with_the_next(
     assert first + second + shared.finish() == expected
     assert shared.stats == alone.stats
     assert pool.counters == alone.detector.counters
+
+
+def test_a_save_or_report_while_lines_are_carried_counts_what_the_models_learned(
+    tmp_path: Path, pools: list[WorkerPool]
+) -> None:
+    """A periodic save between two reads records the position the models have learned up to
+    (a resume there learns nothing twice), and a report's counts agree with each other."""
+    config = parse_config({**SMALL_DEFAULTS, "workers": 2})
+    lines = machines_text(machines=7, seconds=1000).splitlines(keepends=True)
+    path = tmp_path / "state.msgpack"
+    store = StateStore(path, 0.01, Log(io.StringIO()))
+    pool = WorkerPool(config, Log(io.StringIO()))
+    pools.append(pool)
+    store.start(pool)
+    processor = Processor(config, Log(io.StringIO()), detector=pool, state=store)
+    time.sleep(0.02)  # the save's interval is up
+    first = processor.feed("".join(lines[:5000]), more=True)
+    processor.after_batch()
+    store.poll(wait=True)
+    fields = report_fields(processor, [])
+    assert fields["metrics_in"] == fields["scored"] + fields["warmup"] == 5000
+    saved = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+    assert saved["processed"] == 5000
+    rest = processor.feed("".join(lines[5000:]))
+    assert first.count("\n") < 5000 and (first + rest).count("\n") == len(lines)
+    store.release()
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
