@@ -478,7 +478,9 @@ def _squash_scalar(value: float) -> float:
         return 0.0
     if value == 0:
         return 0.0  # NumPy's sign(-0.0) is 0.0: no negative zero
-    squashed = math.copysign(math.log1p(abs(value)), value)
+    # NumPy's log1p, not math's: from NumPy 2.4 they can differ in the last bit, and a
+    # metric's features must have the same bits on the array path and on this one.
+    squashed = math.copysign(float(np.log1p(abs(value))), value)
     return min(max(squashed, -LIMIT), LIMIT)
 
 
