@@ -416,7 +416,10 @@ def serve(
                     break
                 # While more input waits, workers may go on scoring the end of this read
                 # while the next is read and cut (their lines come out with the next one's).
-                more = bool(select.select([stdin_fd], [], [], 0)[0])
+                # One process answers every line at once: it need not ask.
+                more = isinstance(processor.detector, WorkerPool) and bool(
+                    select.select([stdin_fd], [], [], 0)[0]
+                )
                 output.write(processor.feed(decoder.decode(data), more))
                 if report is not None:
                     report.record_batch(time.monotonic() - read_at)

@@ -800,7 +800,7 @@ class StateStore:
         if not (self.enabled or self._retry):
             return
         self.poll()
-        if self._child is not None or time.monotonic() - self._last_save < self.interval:
+        if self._child is not None or not self.due():
             return
         self._last_save = time.monotonic()
         if not self._may_save():
