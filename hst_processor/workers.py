@@ -429,8 +429,8 @@ class WorkerPool:
         return True
 
     @staticmethod
-    def _receive(worker: _Worker) -> _Answer | None:
-        """A part's answer; None if the worker died, or hangs (marked so)."""
+    def _receive(worker: _Worker) -> Any:
+        """The worker's next answer; None if it died, or hangs (marked so)."""
         try:
             # Waited for in slices of a second, each counted once however long it took: a
             # pause of the whole process group (Ctrl-Z, `docker pause`) stops this process's
@@ -441,22 +441,24 @@ class WorkerPool:
                 if waited >= _ANSWER_SECONDS:
                     worker.hung = True
                     return None
-            answer: _Answer = worker.answers.recv()
+            return worker.answers.recv()
         except (EOFError, OSError):
             return None
-        return answer
 
     def _call(self, index: int, message: tuple[Any, ...]) -> Any:
-        """A request other than scoring; None if the worker is down or died."""
+        """A request other than scoring (export, restore, forget); None if the worker is down,
+        died or hangs: a state save then keeps that worker's part of the last save, and a new
+        worker takes its series from there."""
         self._settle()
         if self._down(index):
             return None
-        try:
-            answer = self._workers[index].ask(message)
-        except (EOFError, OSError):
+        worker = self._workers[index]
+        sent = self._send(worker, pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        answer = self._receive(worker) if sent else None
+        if answer is None:
             self._lose(index, 0)
             return None
-        self._workers[index].answered = True
+        worker.answered = True
         return answer
 
     def _down(self, index: int) -> bool:

@@ -26,7 +26,7 @@ from hst_processor.lineproto import parse_metric
 from hst_processor.log import Log
 from hst_processor.processor import Processor
 from hst_processor.selfmetrics import report_fields, resident_bytes
-from hst_processor.series import describe_series
+from hst_processor.series import describe_series, series_key_of
 from hst_processor.state import StateStore
 from hst_processor.workers import _WORKER_MAIN as _REAL_WORKER_MAIN
 from hst_processor.workers import WorkerPool, worker_of
@@ -281,6 +281,34 @@ def test_a_worker_that_hangs_is_killed_and_replaced_and_its_lines_pass_through(
     out = processor.feed("".join(after)).splitlines(keepends=True)
     restarted = [o for o, m in zip(out, owned_by("".join(after), pool, 0), strict=True) if m]
     assert restarted and all("anomaly_score=" in line for line in restarted)  # from the save
+
+
+def test_a_worker_that_hangs_during_a_state_save_is_replaced_and_the_save_keeps_its_last_part(
+    pools: list[WorkerPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save asks every worker for its series: one that stopped answering must not stop the
+    processor (and Telegraf's stream) for good. Its part of the last save is kept."""
+    pool, processor, log, during, after = two_workers_1200_lines_in(pools, save=True)
+    first = msgpack.unpackb(pool.snapshot(processed=1200), raw=False, strict_map_key=False)
+    processor.feed("".join(during))  # both workers learn more after that save
+    hung = pool._workers[0].process
+    hung.send_signal(signal.SIGSTOP)
+    monkeypatch.setattr(workers, "_ANSWER_SECONDS", 2.0)
+    second = msgpack.unpackb(pool.snapshot(processed=1260), raw=False, strict_map_key=False)
+    monkeypatch.undo()
+    assert hung.wait(timeout=10) == -signal.SIGKILL
+    assert pool.restarts == 1
+    assert "scoring worker 0 died (no answer in 2 s: killed)" in log.getvalue()
+
+    def by_key(document: dict, owner: int) -> dict[str, dict]:
+        entries = {describe_series(series_key_of(s)): s for s in document["series"]}
+        return {key: e for key, e in entries.items() if worker_of(key, 2) == owner}
+
+    assert by_key(second, 0) == by_key(first, 0) != {}  # the hung worker's part: the last save
+    assert by_key(second, 1) != by_key(first, 1) != {}  # the other's: as it is now
+    out = processor.feed("".join(after)).splitlines(keepends=True)
+    restarted = [o for o, m in zip(out, owned_by("".join(after), pool, 0), strict=True) if m]
+    assert restarted and all("anomaly_score=" in line for line in restarted)
 
 
 @pytest.mark.parametrize("workers_after", [1, 3])
