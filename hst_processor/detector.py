@@ -41,7 +41,7 @@ from hst_processor.engine import Engine, EngineParts, WindowMasses, require_engi
 from hst_processor.explanation import Explanation
 from hst_processor.features import FeaturePlan
 from hst_processor.fields import LastValues
-from hst_processor.forest import FloatArray
+from hst_processor.forest import FloatArray, Routed
 from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
 from hst_processor.rarity import Rarity
@@ -59,7 +59,13 @@ from hst_processor.trees import node_count
 
 __all__ = ["Counters", "Detector", "Series", "SeriesKey", "Verdict", "describe_series"]
 
-CHUNK_METRICS = 512  # metrics scored together: enough for the batch code to pay off
+SLICE_METRICS = 2048
+"""Metrics scored together at most: the batch code's cost per slice (arrays gathered from every
+series in it) is shared by more metrics. Measured with 1,000 machines and the defaults: 1.09x
+against 512."""
+SLICE_NEW_SERIES = 512
+"""A slice ends early once this many series were new in it: what the series forgotten meanwhile
+held, their trees included, is let go only between slices."""
 
 
 class Verdict(NamedTuple):
@@ -119,6 +125,7 @@ class Detector:
         )
         self.counters = Counters()
         self.table = SeriesTable(config, log)
+        self._created = 0  # series made for new keys, ever (a slice counts its own)
         self.keys = SeriesKeys(config.group_by, config.output.tag, config.limits.max_key_bytes)
         self._scored_measurements = frozenset(config.measurements)
         self._reports = config.self_metrics.measurement
@@ -155,21 +162,28 @@ class Detector:
     def process(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
         """One verdict per metric (``None``: leave it as it is), in order.
 
-        Scored in slices of CHUNK_METRICS (the verdicts are the same for any slicing): what
-        the series forgotten in a slice held, their trees included, is let go before the next,
-        so a read of ever-new series never holds more than a slice's worth of them."""
+        Scored in slices of at most SLICE_METRICS (the verdicts are the same for any slicing):
+        what the series forgotten in a slice held, their trees included, is let go before the
+        next, so a read of ever-new series never holds more than SLICE_NEW_SERIES of them."""
         verdicts: list[Verdict | None] = []
-        for start in range(0, len(metrics), CHUNK_METRICS):
-            verdicts += self._process_slice(metrics[start : start + CHUNK_METRICS])
+        while len(verdicts) < len(metrics):
+            start = len(verdicts)
+            verdicts += self._process_slice(metrics[start : start + SLICE_METRICS])
         return verdicts
 
     def _process_slice(self, metrics: Sequence[Metric | None]) -> list[Verdict | None]:
+        """The verdicts of the slice's first metrics, up to where SLICE_NEW_SERIES were new."""
         verdicts: list[Verdict | None] = [None] * len(metrics)
+        end = len(metrics)
+        created = self._created
         # Each scored metric in order, with its series and its feature row (None: the
         # series' rows are computed together after this pass).
         scored: list[tuple[int, Series, list[float] | None, Metric]] = []
         waiting: dict[int, tuple[Series, list[list[float]]]] = {}  # by id(series)
         for index, metric in enumerate(metrics):
+            if self._created - created >= SLICE_NEW_SERIES:
+                end = index  # the rest in the next slice
+                break
             if metric is None or not self._is_scored(metric):
                 continue
             series = self._series_for(metric)
@@ -217,7 +231,7 @@ class Detector:
         for features, batch in groups.items():
             self._score(self.table.engine_parts(features), batch, verdicts)
         self.table.settle()
-        return verdicts
+        return verdicts[:end]
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -266,6 +280,7 @@ class Detector:
         series = self._new_series(key, features, raw, self.engine(features).new_masses())
         series.footprint = footprint
         self.table.adopt(series)
+        self._created += 1
         return series
 
     def _fits_key(self, key: SeriesKey) -> bool:
@@ -386,9 +401,11 @@ class Detector:
         if not scorable.rows:
             return
         scaled = scale_rows([series.scaling for series in scorable.series], scorable.rows)
+        # A point's leaves depend only on the point: walked once, whatever the passes.
+        routed = engine.route(scaled)
         pending = list(range(len(scorable.rows)))
         while pending:
-            pending = self._score_pass(parts, pending, scorable, scaled, verdicts)
+            pending = self._score_pass(parts, pending, scorable, scaled, routed, verdicts)
 
     def _score_pass(
         self,
@@ -396,6 +413,7 @@ class Detector:
         pending: list[int],
         batch: _Batch,
         scaled: FloatArray,
+        routed_all: Routed,
         verdicts: list[Verdict | None],
     ) -> list[int]:
         """Score every pending point against its series' current reference window, in order.
@@ -405,7 +423,7 @@ class Detector:
         """
         indices, owners = batch.indices, batch.series
         engine = parts.engine
-        routed = engine.route(scaled[pending])
+        routed = routed_all if len(pending) == len(scaled) else routed_all.select(pending)
         totals = engine.totals_multi([owners[p].masses for p in pending], routed)
         room: dict[int, int] = {}
         full: set[int] = set()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hst_processor.config import parse_config
-from hst_processor.detector import CHUNK_METRICS, Detector, Verdict
+from hst_processor.detector import SLICE_METRICS, SLICE_NEW_SERIES, Detector, Verdict
 from hst_processor.lineproto import Metric, parse_metric
 from hst_processor.log import Log
 from hst_processor.registry import MIN_KEPT_ENGINES
@@ -116,7 +116,7 @@ def test_batching_does_not_change_verdicts() -> None:
     assert pieces == whole
 
 
-@pytest.mark.parametrize("piece", [1, 3, 9, 2 * CHUNK_METRICS])
+@pytest.mark.parametrize("piece", [1, 3, 9, 2 * SLICE_METRICS])
 def test_batching_does_not_change_the_default_features_verdicts(piece: int) -> None:
     """Fitted context features are computed per batch, many series together: a metric's
     verdict must not depend on what came with it (one machine's burst, a metric of each)."""
@@ -347,9 +347,14 @@ def test_series_are_bounded_by_their_bytes_as_well_as_their_count() -> None:
 def test_the_trees_of_field_sets_no_series_has_any_more_are_let_go() -> None:
     detector, _ = make_detector(max_series=10)
     metrics = [parse_metric(f"m,id={i} f{i}a=1,f{i}b=2 1") for i in range(3000)]
+    held: list[int] = []  # trees held at each slice's end, before they are let go
+    settle = detector.table.settle
+    detector.table.settle = lambda: (held.append(len(detector.table.engines)), settle())[1]
     verdicts = detector.process(metrics)
     assert len(verdicts) == 3000
+    assert len(held) >= 3000 / SLICE_NEW_SERIES  # a slice ends once SLICE_NEW_SERIES were new
+    assert max(held) <= 2 * max(MIN_KEPT_ENGINES, 10) + SLICE_NEW_SERIES
     # Every metric brought a field set of its own; only the live series' sets keep trees,
     # plus at most a slice's worth between sweeps, whatever the stream's length.
     assert len(detector.series) == 10
-    assert len(detector.table.engines) <= 2 * max(MIN_KEPT_ENGINES, 10) + CHUNK_METRICS
+    assert len(detector.table.engines) <= 2 * max(MIN_KEPT_ENGINES, 10) + SLICE_NEW_SERIES
