@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, TextIO
 from hst_processor import __version__
 from hst_processor.errors import ConfigError, ExitCode, MissingExtra
 from hst_processor.log import Log
+from hst_processor.runtime import tune_garbage_collector
 from hst_processor.signals import StopSignals
 
 if TYPE_CHECKING:
@@ -410,6 +411,7 @@ def console() -> None:
     # First of all: a stop signal while the rest is imported and the state restored must not
     # kill the process (Telegraf would count a crash); serve() acts on it once it runs.
     stop = StopSignals()
+    tune_garbage_collector()
     try:
         code = main(stop=stop)
         sys.stdout.flush()

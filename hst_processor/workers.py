@@ -61,6 +61,7 @@ from hst_processor.detector import Counters, Detector
 from hst_processor.errors import LineProtocolError
 from hst_processor.lineproto import Metric, line_body, parse_metric
 from hst_processor.log import Log
+from hst_processor.runtime import tune_garbage_collector
 from hst_processor.series import SeriesKey, SeriesKeys, describe_series, series_key_of
 from hst_processor.state import StateError, assemble, model_section, packed_series, restore
 from hst_processor.stats import Stats, add_counts
@@ -541,6 +542,7 @@ def serve_pipes() -> None:
     # worker leaves when its request pipe closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tune_garbage_collector()
     requests = Connection(int(sys.argv[1]), writable=False)
     answers = Connection(int(sys.argv[2]), readable=False)
     try:
