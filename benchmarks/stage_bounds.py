@@ -4,8 +4,9 @@
     python -m benchmarks.stage_bounds --machines 3 --lines 300000 --rounds 3 --config x.yaml
 
 The upper bound of what a faster stage (a compiled parser, say) could give: ``Processor.feed``
-timed in this process (no start-up, no pipes) on the simulator's healthy machines, 1 MB reads
-as ``serve`` makes them, as it is and with one stage at a time made free:
+timed in this process (no start-up, no pipes; the command's collector settings) on the
+simulator's healthy machines, 1 MB reads as ``serve`` makes them, as it is and with one stage
+at a time made free:
 
 * ``parse free``: each line's parsed metric is looked up, parsed beforehand;
 * ``enrich free``: the output line is the input line, nothing added;
@@ -33,6 +34,7 @@ from hst_processor.config import Config, load_config
 from hst_processor.lineproto import parse_metric
 from hst_processor.log import Log
 from hst_processor.processor import READ_SIZE, Processor
+from hst_processor.runtime import tune_garbage_collector
 from simulator.run import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each variant (median)")
     parser.add_argument("--config", type=Path, default=ROOT / "hst-processor.yaml")
     arguments = parser.parse_args()
+    tune_garbage_collector()  # as the command does
     config = load_config(arguments.config)
     print(f"{arguments.config.name}, {arguments.lines:,} lines, median of {arguments.rounds}")
     print(f"{'machines':>8} {'variant':12} {'seconds':>8} {'metrics/s':>10} {'speed':>7}")
