@@ -45,9 +45,10 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -149,11 +150,6 @@ class _Worker:
         self.answered = False  # it has answered a request: it started
         self.hung = False  # it did not answer a part in _ANSWER_SECONDS
 
-    def ask(self, message: tuple[Any, ...]) -> Any:
-        """Send one request and wait for its answer; EOFError or OSError if the worker died."""
-        self.requests.send(message)
-        return self.answers.recv()
-
     def stop(self) -> int | None:
         """End the worker (it reads EOF and returns) and return its exit code."""
         self.requests.close()
@@ -163,6 +159,64 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+class _Watchdog:
+    """Kills a worker that the main process waits on for too long, whatever the wait: for an
+    answer to begin, for the rest of an answer that stopped halfway, or for room in a pipe
+    that a request larger than the pipe must wait for (a state restore).
+
+    One thread for the pool. :meth:`watching` marks the wait; the thread counts the seconds
+    it lasts as 1-second waits of its own, each counted once however long it took: a pause of
+    the whole process group (Ctrl-Z, `docker pause`) stops this thread too, and must not make a
+    healthy worker look hung when it resumes. After ``_ANSWER_SECONDS`` the worker is marked
+    hung and killed, so the main process's read or write returns with an error."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._watched: _Worker | None = None
+        self._wait = 0  # numbers each wait: a new one starts its count afresh
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="hst-worker-watchdog", daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def watching(self, worker: _Worker) -> Iterator[None]:
+        with self._condition:
+            self._watched = worker
+            self._wait += 1
+            self._condition.notify()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._watched = None
+                self._condition.notify()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        condition = self._condition
+        with condition:
+            while not self._closed:
+                worker, wait = self._watched, self._wait
+                if worker is None:
+                    condition.wait()
+                    continue
+                waited = 0
+                while self._watched is worker and self._wait == wait and not self._closed:
+                    if condition.wait(1.0):
+                        continue  # woken: the wait ended, or another began
+                    waited += 1
+                    if waited >= _ANSWER_SECONDS:
+                        worker.hung = True
+                        worker.process.kill()
+                        while self._watched is worker and self._wait == wait and not self._closed:
+                            condition.wait()  # until the main process lets go of it
 
 
 def _enlarge(pipe: int) -> int:
@@ -214,6 +268,7 @@ class WorkerPool:
         self._in_flight: list[list[_Sent]] = []
         self._settled = Stats()
         self.restarts = 0
+        self._watchdog = _Watchdog()
         self._workers = [self._start(index) for index in range(self._count)]
 
     def _start(self, index: int) -> _Worker:
@@ -418,6 +473,7 @@ class WorkerPool:
         self._settle()
         for worker in self._workers:
             worker.stop()
+        self._watchdog.close()
 
     # -- a worker that dies ----------------------------------------------------------------------
 
@@ -429,22 +485,21 @@ class WorkerPool:
             return False
         return True
 
-    @staticmethod
-    def _receive(worker: _Worker) -> Any:
-        """The worker's next answer; None if it died, or hangs (marked so)."""
-        try:
-            # Waited for in slices of a second, each counted once however long it took: a
-            # pause of the whole process group (Ctrl-Z, `docker pause`) stops this process's
-            # waiting too, and must not make a healthy worker look hung when it resumes.
-            waited = 0
-            while not worker.answers.poll(1.0):
-                waited += 1
-                if waited >= _ANSWER_SECONDS:
-                    worker.hung = True
-                    return None
-            return worker.answers.recv()
-        except (EOFError, OSError):
-            return None
+    def _receive(self, worker: _Worker) -> Any:
+        """The worker's next answer; None if it died, or hangs (killed, and marked so)."""
+        with self._watchdog.watching(worker):
+            try:
+                return worker.answers.recv()
+            except (EOFError, OSError):
+                return None
+
+    def _ask(self, worker: _Worker, message: tuple[Any, ...]) -> Any:
+        """A request other than scoring and its answer; None if the worker died or hangs. The
+        request may be larger than the pipe (a restore): its writing is watched too."""
+        with self._watchdog.watching(worker):
+            if not self._send(worker, pickle.dumps(message, pickle.HIGHEST_PROTOCOL)):
+                return None
+        return self._receive(worker)
 
     def _call(self, index: int, message: tuple[Any, ...]) -> Any:
         """A request other than scoring (export, restore, forget); None if the worker is down,
@@ -454,8 +509,7 @@ class WorkerPool:
         if self._down(index):
             return None
         worker = self._workers[index]
-        sent = self._send(worker, pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        answer = self._receive(worker) if sent else None
+        answer = self._ask(worker, message)
         if answer is None:
             self._lose(index, 0)
             return None
@@ -514,11 +568,10 @@ class WorkerPool:
             unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
             unpacker.feed(entries)
             document = {"model": model_section(self.config), "series": list(unpacker)}
-            try:
-                worker.series = worker.ask(("restore", document))[1]
+            answer = self._ask(worker, ("restore", document))
+            if answer is not None:  # else the next batch finds it dead
+                worker.series = answer[1]
                 worker.answered = True
-            except (EOFError, OSError):
-                pass  # the next batch finds it dead
         return worker.series
 
 

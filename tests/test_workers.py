@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
+import itertools
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -13,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -300,15 +304,80 @@ def test_a_worker_that_hangs_during_a_state_save_is_replaced_and_the_save_keeps_
     assert pool.restarts == 1
     assert "scoring worker 0 died (no answer in 2 s: killed)" in log.getvalue()
 
-    def by_key(document: dict, owner: int) -> dict[str, dict]:
-        entries = {describe_series(series_key_of(s)): s for s in document["series"]}
-        return {key: e for key, e in entries.items() if worker_of(key, 2) == owner}
-
-    assert by_key(second, 0) == by_key(first, 0) != {}  # the hung worker's part: the last save
-    assert by_key(second, 1) != by_key(first, 1) != {}  # the other's: as it is now
+    assert by_owner(second, 0) == by_owner(first, 0) != {}  # the hung worker's: the last save
+    assert by_owner(second, 1) != by_owner(first, 1) != {}  # the other's: as it is now
     out = processor.feed("".join(after)).splitlines(keepends=True)
     restarted = [o for o, m in zip(out, owned_by("".join(after), pool, 0), strict=True) if m]
     assert restarted and all("anomaly_score=" in line for line in restarted)
+
+
+def with_worker_zero_larger_than_its_pipe(document: dict) -> dict:
+    """A snapshot whose series owned by worker 0 (of two) take more bytes than a pipe holds:
+    copies of its entries under new keys."""
+    series = list(document["series"])
+    for number in itertools.count():
+        entry = copy.deepcopy(series[number % len(series)])
+        entry["tags"] = [["machineID", f"copy{number}"]]
+        if worker_of(describe_series(series_key_of(entry)), 2) == 0:
+            series.append(entry)
+        if number % 200 == 0:  # the restore request worker 0 would get, as it is sent
+            larger = {**document, "series": series}
+            share = {**larger, "series": list(by_owner(larger, 0).values())}
+            if len(pickle.dumps(("restore", share), pickle.HIGHEST_PROTOCOL)) > 2 << 20:
+                return larger
+    raise AssertionError("unreachable")
+
+
+def test_a_restore_larger_than_the_pipe_does_not_wait_for_a_hung_worker_without_limit(
+    pools: list[WorkerPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request itself must wait for room in the pipe, which a hung worker never makes."""
+    pool, _, log, _, _ = two_workers_1200_lines_in(pools, save=False)
+    saved = msgpack.unpackb(pool.snapshot(processed=1200), raw=False, strict_map_key=False)
+    document = with_worker_zero_larger_than_its_pipe(saved)
+    hung = pool._workers[0].process
+    hung.send_signal(signal.SIGSTOP)
+    monkeypatch.setattr(workers, "_ANSWER_SECONDS", 2.0)
+    pool.restore(document)
+    monkeypatch.undo()
+    assert hung.wait(timeout=10) == -signal.SIGKILL
+    assert "scoring worker 0 died (no answer in 2 s: killed)" in log.getvalue()
+    assert pool.restarts == 1
+    assert pool._workers[1].series == len(by_owner(document, 1)) > 0  # the other one restored
+
+
+def test_a_worker_that_hangs_halfway_through_its_answer_is_killed_and_replaced(
+    pools: list[WorkerPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export larger than the pipe comes in pieces: waiting for the rest is watched too."""
+    pool, _, log, _, _ = two_workers_1200_lines_in(pools, save=True)
+    saved = msgpack.unpackb(pool.snapshot(processed=1200), raw=False, strict_map_key=False)
+    pool.restore(with_worker_zero_larger_than_its_pipe(saved))
+    victim = pool._workers[0]
+    answers = victim.answers
+
+    class StopsOnceTheAnswerBegins:
+        def recv(self) -> Any:
+            answers.poll(None)
+            victim.process.send_signal(signal.SIGSTOP)
+            return answers.recv()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(answers, name)
+
+    victim.answers = StopsOnceTheAnswerBegins()  # type: ignore[assignment]
+    monkeypatch.setattr(workers, "_ANSWER_SECONDS", 2.0)
+    second = msgpack.unpackb(pool.snapshot(processed=1300), raw=False, strict_map_key=False)
+    monkeypatch.undo()
+    assert victim.process.wait(timeout=10) == -signal.SIGKILL
+    assert "scoring worker 0 died (no answer in 2 s: killed)" in log.getvalue()
+    assert by_owner(second, 0) == by_owner(saved, 0)  # its part of the save before
+
+
+def by_owner(document: dict, owner: int) -> dict[str, dict]:
+    """A snapshot's series entries owned by worker ``owner`` of two, by their key's text."""
+    entries = {describe_series(series_key_of(s)): s for s in document["series"]}
+    return {key: e for key, e in entries.items() if worker_of(key, 2) == owner}
 
 
 @pytest.mark.parametrize("workers_after", [1, 3])
