@@ -35,6 +35,7 @@ class SeriesTable:
         self.engines: dict[tuple[str, ...], EngineParts] = {}
         self._budget = config.limits.memory_mb * MIB
         self._forgotten: list[Series] = []  # their masses go back once the batch is scored
+        self._live_by_features: dict[tuple[str, ...], int] = {}  # live series per feature set
         self._engines_allowed = MIN_KEPT_ENGINES
 
     def get(self, key: SeriesKey) -> Series | None:
@@ -64,10 +65,13 @@ class SeriesTable:
 
     def new_series_bytes(self, key: SeriesKey, n_inputs: int, features: tuple[str, ...]) -> int:
         """What a new series of ``features`` brings: its own bytes, and the trees of its
-        feature set if it is the first with it (shared by every later one, so counted once)."""
+        feature set if no live series has that set (shared by every later one, so counted
+        once). Asked of the live series, not of the trees still kept: those are let go between
+        slices, and the answer (so which series are forgotten, and the verdicts) must not
+        depend on where the input was cut."""
         own = self.footprint_of(key, n_inputs, len(features))
-        trees = 0 if features in self.engines else trees_bytes(self.config.model, len(features))
-        return own + trees
+        shared = features in self._live_by_features
+        return own + (0 if shared else trees_bytes(self.config.model, len(features)))
 
     def make_room(self, footprint: int) -> int | None:
         """Forget the least recently seen series until one more of ``footprint`` bytes fits
@@ -91,6 +95,7 @@ class SeriesTable:
             )
             key, series = self.series.popitem(last=False)
             self.footprint -= series.footprint
+            self._count_live(series.features, -1)
             self._forgotten.append(series)
             forgotten += 1
             self.log.warn_repeated(
@@ -103,6 +108,14 @@ class SeriesTable:
         """Add a new (or restored) series, with room made for it, as the most recently seen."""
         self.series[series.key] = series
         self.footprint += series.footprint
+        self._count_live(series.features, +1)
+
+    def _count_live(self, features: tuple[str, ...], change: int) -> None:
+        count = self._live_by_features.get(features, 0) + change
+        if count:
+            self._live_by_features[features] = count
+        else:
+            del self._live_by_features[features]
 
     def settle(self) -> None:
         """After a batch is scored: the rows of series forgotten during it are reused only now,
@@ -122,4 +135,5 @@ class SeriesTable:
         for series in self.series.values():
             self.engine(series.features).release(series.masses)
         self.series.clear()
+        self._live_by_features.clear()
         self.footprint = 0

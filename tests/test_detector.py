@@ -344,6 +344,29 @@ def test_series_are_bounded_by_their_bytes_as_well_as_their_count() -> None:
     assert list(detector.series)[-1] == ("m", (("id", f"{tags}1499"),))  # the most recent stay
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_series_bounded_by_bytes_are_forgotten_alike_however_the_input_is_cut(seed: int) -> None:
+    """Which series ``limits.memory_mb`` forgets must not depend on where slices end (the trees
+    of unused field sets are let go only between slices). Found by a helper's attack: a new
+    series was charged its trees only if they were not still kept."""
+    rng = random.Random(seed)
+    field_sets = [("load", "power", f"y{j}") for j in range(60)]
+    metrics = []
+    for time_ns in range(3000):
+        machine = rng.randint(0, 14)
+        fields = field_sets[rng.randrange(60)] if rng.random() < 0.08 else field_sets[machine]
+        values = ",".join(f"{name}={rng.random():.3f}" for name in fields)
+        metrics.append(parse_metric(f"m,id=s{machine}{'_'.join(fields)} {values} {time_ns}"))
+    bounded: dict[str, Any] = {"limits": {"memory_mb": 16}, "max_series": 100_000, "features": []}
+    bounded["scaling"] = {"mode": "learned"}
+    bounded["model"] = {"window_size": 20, "height": 10}
+    whole, _ = make_detector(**bounded)
+    one_by_one, _ = make_detector(**bounded)
+    expected = whole.process(metrics)
+    assert [v for m in metrics for v in one_by_one.process([m])] == expected
+    assert one_by_one.counters.evicted == whole.counters.evicted > 0
+
+
 def test_the_trees_of_field_sets_no_series_has_any_more_are_let_go() -> None:
     detector, _ = make_detector(max_series=10)
     metrics = [parse_metric(f"m,id={i} f{i}a=1,f{i}b=2 1") for i in range(3000)]
