@@ -211,6 +211,8 @@ class _Watchdog:
                 while self._watched is worker and self._wait == wait and not self._closed:
                     if condition.wait(1.0):
                         continue  # woken: the wait ended, or another began
+                    if self._watched is not worker or self._wait != wait:
+                        break  # it ended as the second did
                     waited += 1
                     if waited >= _ANSWER_SECONDS:
                         worker.hung = True
@@ -477,28 +479,31 @@ class WorkerPool:
 
     # -- a worker that dies ----------------------------------------------------------------------
 
-    @staticmethod
-    def _send(worker: _Worker, data: bytes) -> bool:
-        try:
-            worker.requests.send_bytes(data)
-        except OSError:
-            return False
+    def _send(self, worker: _Worker, data: bytes) -> bool:
+        """Write a request; False if the worker died, or hangs (killed, and marked so). The
+        writing is watched: a request may be larger than what the pipe has room for (a
+        restore, or a part of long lines)."""
+        with self._watchdog.watching(worker):
+            try:
+                worker.requests.send_bytes(data)
+            except OSError:
+                return False
         return True
 
     def _receive(self, worker: _Worker) -> Any:
-        """The worker's next answer; None if it died, or hangs (killed, and marked so)."""
+        """The worker's next answer; None if it died, or hangs (killed, and marked so). Only
+        the reading is watched: decoding it is this process's own time."""
         with self._watchdog.watching(worker):
             try:
-                return worker.answers.recv()
+                data = worker.answers.recv_bytes()
             except (EOFError, OSError):
                 return None
+        return pickle.loads(data)
 
     def _ask(self, worker: _Worker, message: tuple[Any, ...]) -> Any:
-        """A request other than scoring and its answer; None if the worker died or hangs. The
-        request may be larger than the pipe (a restore): its writing is watched too."""
-        with self._watchdog.watching(worker):
-            if not self._send(worker, pickle.dumps(message, pickle.HIGHEST_PROTOCOL)):
-                return None
+        """A request other than scoring and its answer; None if the worker died or hangs."""
+        if not self._send(worker, pickle.dumps(message, pickle.HIGHEST_PROTOCOL)):
+            return None
         return self._receive(worker)
 
     def _call(self, index: int, message: tuple[Any, ...]) -> Any:

@@ -357,10 +357,10 @@ def test_a_worker_that_hangs_halfway_through_its_answer_is_killed_and_replaced(
     answers = victim.answers
 
     class StopsOnceTheAnswerBegins:
-        def recv(self) -> Any:
+        def recv_bytes(self) -> bytes:
             answers.poll(None)
             victim.process.send_signal(signal.SIGSTOP)
-            return answers.recv()
+            return answers.recv_bytes()
 
         def __getattr__(self, name: str) -> Any:
             return getattr(answers, name)
@@ -372,6 +372,26 @@ def test_a_worker_that_hangs_halfway_through_its_answer_is_killed_and_replaced(
     assert victim.process.wait(timeout=10) == -signal.SIGKILL
     assert "scoring worker 0 died (no answer in 2 s: killed)" in log.getvalue()
     assert by_owner(second, 0) == by_owner(saved, 0)  # its part of the save before
+
+
+def test_a_part_larger_than_the_pipe_does_not_wait_for_a_hung_worker_without_limit(
+    pools: list[WorkerPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts are sent no further ahead than a pipe holds, but one long line is larger than
+    that by itself: writing it to a worker that stopped is watched as well."""
+    pool, _, log, during, _ = two_workers_1200_lines_in(pools, save=True)
+    mine = owned_by("".join(during), pool, 0)
+    line = next(text for text, owned in zip(during, mine, strict=True) if owned)
+    series, fields, stamp = line.split(" ")
+    long_line = f'{series} {fields},note="{"x" * (3 * workers._PIPE_BYTES // 2)}" {stamp}'
+    hung = pool._workers[0].process
+    hung.send_signal(signal.SIGSTOP)
+    monkeypatch.setattr(workers, "_ANSWER_SECONDS", 2.0)
+    lines, stats = pool.process_lines([long_line])
+    monkeypatch.undo()
+    assert lines == [long_line] and stats.passed_through == 1  # unchanged, counted
+    assert hung.wait(timeout=10) == -signal.SIGKILL
+    assert "scoring worker 0 died (no answer in 2 s: killed)" in log.getvalue()
 
 
 def by_owner(document: dict, owner: int) -> dict[str, dict]:
