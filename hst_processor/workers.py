@@ -78,6 +78,9 @@ second)."""
 _PART_LINES = 2048  # lines routed and sent at a time (see WorkerPool.process_lines)
 _PARTS_AHEAD = 1  # parts sent before the oldest is collected (2 or 3 measured no faster)
 _PIPE_BYTES = 1 << 20  # asked of the kernel for each pipe (Linux's default most for anyone)
+_MESSAGE_SLACK = 8192
+"""Room in a pipe a request takes beyond its bytes: its length header, and the kernel's pipe
+buffers filled a page at a time (two requests 4 KB short of a 1 MB pipe's size did not fit)."""
 _ROUTES_KEPT = 100_000  # series texts whose worker is remembered (then the memory starts over)
 
 
@@ -98,7 +101,7 @@ class _Sent:
     worker: _Worker  # the one it went to (a replacement never answers for it)
     index: int
     places: list[int]  # where its lines' outputs go
-    size: int  # bytes of the request
+    size: int  # room in the pipe the request takes (its bytes and _MESSAGE_SLACK)
 
 
 @dataclass
@@ -325,7 +328,7 @@ class WorkerPool:
             # waiting to write an answer that nobody reads meanwhile. Older parts are
             # collected until the new one fits beside what is still unanswered.
             while ahead and any(
-                _unanswered(ahead, index) + len(data) > self._workers[index].room
+                _unanswered(ahead, index) + len(data) + _MESSAGE_SLACK > self._workers[index].room
                 for index, data, _ in messages
             ):
                 self._collect_part(ahead.pop(0), outputs, stats)
@@ -337,7 +340,7 @@ class WorkerPool:
                     continue
                 worker = self._workers[index]
                 if self._send(worker, data):
-                    sending.append(_Sent(worker, index, places, len(data)))
+                    sending.append(_Sent(worker, index, places, len(data) + _MESSAGE_SLACK))
                 else:
                     self._lose(index, len(places))
                     stats.add(_passed_through(len(places)))
