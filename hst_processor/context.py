@@ -414,7 +414,8 @@ def _advance(
     level = np.array([running.level for running in states], dtype=np.float64)
     usual_now = np.array([running.usual for running in states], dtype=np.float64)
     floor = np.array([running.floor for running in states], dtype=np.float64)
-    fast, slow = _rates([running.fast for running in states], [running.slow for running in states])
+    fast = np.array([[running.fast] for running in states], dtype=np.float64)
+    slow = np.array([[running.slow] for running in states], dtype=np.float64)
     everyone = np.arange(len(states))
     with np.errstate(over="ignore", invalid="ignore"):
         for step in range(int(counts.max())):
@@ -431,26 +432,13 @@ def _advance(
             clipped = np.minimum(np.maximum(change, -bound), bound)
             if not math.isfinite(clipped.sum()):  # a step and its bound beyond the float range
                 clipped = np.nan_to_num(clipped)
-            if not isinstance(fast, float):  # one rate per series
-                fast_now, slow_now = fast[active], slow[active]
-            else:
-                fast_now, slow_now = fast, slow
-            level[active] = _finite(mean + fast_now * clipped)
-            usual_now[active] = _finite(spread + slow_now * (np.abs(clipped) - spread))
+            level[active] = _finite(mean + fast[active] * clipped)
+            usual_now[active] = _finite(spread + slow[active] * (np.abs(clipped) - spread))
     for running, new_level, new_usual in zip(
         states, level.tolist(), usual_now.tolist(), strict=True
     ):
         running.level, running.usual = new_level, new_usual
     return deviations, safe
-
-
-def _rates(fast: list[float], slow: list[float]) -> tuple[Any, Any]:
-    """The running averages' rates as factors for a column of series: one number when all the
-    series share it (as every series of one configuration does: the same products, fewer
-    arrays to build), else one per series."""
-    if fast.count(fast[0]) == len(fast) and slow.count(slow[0]) == len(slow):
-        return fast[0], slow[0]
-    return np.array(fast, dtype=np.float64)[:, np.newaxis], np.array(slow)[:, np.newaxis]
 
 
 def _scalar_features(
