@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.revisions import ROOT, START_NS
 from hst_processor import processor as processor_module
 from hst_processor.config import Config, load_config
 from hst_processor.lineproto import parse_metric
@@ -37,8 +38,6 @@ from hst_processor.processor import READ_SIZE, Processor
 from hst_processor.runtime import tune_garbage_collector
 from simulator.run import simulate
 
-ROOT = Path(__file__).resolve().parent.parent
-START_NS = 1_767_225_600_000_000_000
 VARIANTS = ("as it is", "parse free", "enrich free", "detect free")
 
 

@@ -101,7 +101,7 @@ class _Sent:
     worker: _Worker  # the one it went to (a replacement never answers for it)
     index: int
     places: list[int]  # where its lines' outputs go
-    size: int  # room in the pipe the request takes (its bytes and _MESSAGE_SLACK)
+    size: int  # room in the pipe the request takes (see _room_taken)
 
 
 @dataclass
@@ -167,7 +167,7 @@ class _Worker:
 class _Watchdog:
     """Kills a worker that the main process waits on for too long, whatever the wait: for an
     answer to begin, for the rest of an answer that stopped halfway, or for room in a pipe
-    that a request larger than the pipe must wait for (a state restore).
+    that a request larger than the pipe must wait for (a state restore, a very long line).
 
     One thread for the pool. :meth:`watching` marks the wait; the thread counts the seconds
     it lasts as 1-second waits of its own, each counted once however long it took: a pause of
@@ -211,17 +211,21 @@ class _Watchdog:
                     condition.wait()
                     continue
                 waited = 0
-                while self._watched is worker and self._wait == wait and not self._closed:
+                while self._still_on(worker, wait):
                     if condition.wait(1.0):
                         continue  # woken: the wait ended, or another began
-                    if self._watched is not worker or self._wait != wait:
+                    if not self._still_on(worker, wait):
                         break  # it ended as the second did
                     waited += 1
                     if waited >= _ANSWER_SECONDS:
                         worker.hung = True
                         worker.process.kill()
-                        while self._watched is worker and self._wait == wait and not self._closed:
+                        while self._still_on(worker, wait):
                             condition.wait()  # until the main process lets go of it
+
+    def _still_on(self, worker: _Worker, wait: int) -> bool:
+        """Whether wait number ``wait``, on ``worker``, is still going (the lock held)."""
+        return self._watched is worker and self._wait == wait and not self._closed
 
 
 def _enlarge(pipe: int) -> int:
@@ -328,7 +332,7 @@ class WorkerPool:
             # waiting to write an answer that nobody reads meanwhile. Older parts are
             # collected until the new one fits beside what is still unanswered.
             while ahead and any(
-                _unanswered(ahead, index) + len(data) + _MESSAGE_SLACK > self._workers[index].room
+                _unanswered(ahead, index) + _room_taken(data) > self._workers[index].room
                 for index, data, _ in messages
             ):
                 self._collect_part(ahead.pop(0), outputs, stats)
@@ -340,7 +344,7 @@ class WorkerPool:
                     continue
                 worker = self._workers[index]
                 if self._send(worker, data):
-                    sending.append(_Sent(worker, index, places, len(data) + _MESSAGE_SLACK))
+                    sending.append(_Sent(worker, index, places, _room_taken(data)))
                 else:
                     self._lose(index, len(places))
                     stats.add(_passed_through(len(places)))
@@ -585,6 +589,11 @@ class WorkerPool:
 
 # ---------------------------------------------------------------------------------------------
 # The worker's side
+
+
+def _room_taken(request: bytes) -> int:
+    """Room in a worker's pipe a request takes: its bytes and _MESSAGE_SLACK."""
+    return len(request) + _MESSAGE_SLACK
 
 
 def _unanswered(parts: list[list[_Sent]], index: int) -> int:
