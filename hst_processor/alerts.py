@@ -65,8 +65,11 @@ class AlertPolicy:
         self.config = config
         self.threshold = threshold
 
-    def observe(self, state: AlertState, score: float, when: float) -> str | None:
-        """Feed one scored metric; return ``"open"``, ``"resolve"``, ``"reminder"`` or None."""
+    def observe(
+        self, state: AlertState, score: float, when: float, alone: bool = False
+    ) -> str | None:
+        """Feed one scored metric; return ``"open"``, ``"resolve"``, ``"reminder"`` or None.
+        ``alone``: the metric is enough to open an alert by itself (see ``alone_score``)."""
         config = self.config
         if state.is_open:
             state.peak = max(state.peak, score)
@@ -92,7 +95,7 @@ class AlertPolicy:
         if when < state.quiet_until:
             return None
         lasted = config.duration and when - state.above_since >= config.duration
-        if state.above >= config.consecutive or lasted:
+        if state.above >= config.consecutive or lasted or alone:
             state.is_open = True
             state.started = state.above_since
             state.peak = score

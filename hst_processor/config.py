@@ -34,6 +34,7 @@ from hst_processor.lineproto import is_numeric
 __all__ = [
     "MAX_WORKERS",
     "MODEL_RANGES",
+    "RANGE_SAMPLE_EVERY",
     "AlertsConfig",
     "Config",
     "DetectionConfig",
@@ -47,6 +48,7 @@ __all__ = [
     "available_cores",
     "load_config",
     "parse_config",
+    "range_rows",
     "series_bytes",
     "trees_bytes",
 ]
@@ -115,6 +117,10 @@ class DetectionConfig:
     """After this many anomalous metrics in a row (one window by default) the series accepts
     the new level as normal and learns again: the way out when the change is a genuine new
     operating point. 0: never."""
+    range_reference: int = 1000
+    """With the default features: the metrics whose fields' medians and quartiles are each
+    field's long-run range (every fourth is kept), against which the range view scores every
+    later metric (see :mod:`hst_processor.ranges`). 0: no range view, the trees' score alone."""
 
     @property
     def episode_end(self) -> float:
@@ -187,6 +193,10 @@ class AlertsConfig:
     enabled: bool = True
     consecutive: int = 3
     """Open an alert after this many metrics in a row at or above the threshold..."""
+    alone_days: float = 3.0
+    """...or at one metric whose range score (a field far out of its long-run range, see
+    ``detection.range_reference``) is rarer than normal operation reaches once in this many
+    days at the series' own cadence (1 in 4,320 metrics at one a minute). 0: never."""
     duration: float = 0.0
     """...or once the score has stayed at or above it for this many seconds (0: off)."""
     resolve_threshold: float = 0.35
@@ -254,6 +264,16 @@ class Config:
             and not self.derived
             and not self.model.features
             and self.scaling.mode != "fixed"
+        )
+
+    @property
+    def uses_ranges(self) -> bool:
+        """Whether series get the range view beside the trees: with the default features and
+        the rarity score (its scores are rarities too, so the rarer of the two can be taken)."""
+        return (
+            self.uses_context
+            and self.detection.calibration == "rarity"
+            and self.detection.range_reference > 0
         )
 
     def model_features(self) -> tuple[str, ...]:
@@ -471,6 +491,9 @@ def _detection(section: Any) -> DetectionConfig:
         relearn_after=_integer(
             section, "relearn_after", DetectionConfig.relearn_after, 0, 10**9, "detection"
         ),
+        range_reference=_integer(
+            section, "range_reference", DetectionConfig.range_reference, 0, 10**6, "detection"
+        ),
     )
 
 
@@ -505,6 +528,7 @@ def _alerts(section: Any, resolve: float = AlertsConfig.resolve_threshold) -> Al
     return AlertsConfig(
         enabled=_boolean(section, "enabled", d.enabled, "alerts"),
         consecutive=_integer(section, "consecutive", d.consecutive, 1, 1_000_000, "alerts"),
+        alone_days=_number(section, "alone_days", d.alone_days, 0.0, 3650.0, "alerts"),
         duration=_number(section, "duration", d.duration, 0.0, 86_400.0, "alerts"),
         resolve_threshold=_number(section, "resolve_threshold", resolve, 0.0, 1.0, "alerts"),
         resolve_after=_integer(section, "resolve_after", d.resolve_after, 1, 1_000_000, "alerts"),
@@ -571,6 +595,8 @@ _BRANCH_BYTES = 64  # per tree node: split feature and threshold, and their list
 _BOX_BYTES = 16  # per leaf and feature: a leaf's cell (two floats), for explanations
 _LEAF_BYTES = 16  # per series and leaf: live and reference counts, and the leaf's score sum
 _RIVER_LEAF_BYTES = 1000  # river keeps each series' every node as Python objects
+RANGE_SAMPLE_EVERY = 4
+"""The range view keeps one metric in this many of its reference (:mod:`hst_processor.ranges`)."""
 _ROW_BYTES = 64  # a Python list of a warm-up row, without its floats
 _FLOAT_BYTES = 32  # a float in a Python list: its object and the pointer to it
 _SERIES_BYTES = 8192  # the calibration histogram, context statistics, alert state, objects
@@ -583,13 +609,26 @@ def trees_bytes(model: ModelConfig, n_features: int) -> int:
     return leaves * (_BRANCH_BYTES + _BOX_BYTES * n_features)
 
 
-def series_bytes(model: ModelConfig, n_inputs: int, n_features: int, key_bytes: int) -> int:
+def series_bytes(
+    model: ModelConfig, n_inputs: int, n_features: int, key_bytes: int, range_rows: int = 0
+) -> int:
     """One series at its largest: its leaf counts, a full warm-up buffer (raw fields gathered
-    for the context fit, or features for learned limits), its other state and its key."""
+    for the context fit, or features for learned limits) and the range view's reference rows
+    (``range_rows``, gathered at the same time), its other state and its key."""
     leaves = model.n_trees << model.height
     per_leaf = _RIVER_LEAF_BYTES if model.engine == "river" else _LEAF_BYTES
     warmup = _warmup_bytes(model, n_inputs, n_features)
-    return leaves * per_leaf + warmup + _SERIES_BYTES + _KEY_COPIES * key_bytes
+    ranges = range_rows * (_ROW_BYTES + _FLOAT_BYTES * n_inputs)
+    if range_rows:
+        ranges += _SERIES_BYTES // 2  # its calibration's histogram and the fields' ranges
+    return leaves * per_leaf + warmup + ranges + _SERIES_BYTES + _KEY_COPIES * key_bytes
+
+
+def range_rows(config: Config) -> int:
+    """The reference rows a series' range view keeps at most (0: no range view)."""
+    if not config.uses_ranges:
+        return 0
+    return -(-config.detection.range_reference // RANGE_SAMPLE_EVERY)
 
 
 def _warmup_bytes(model: ModelConfig, n_inputs: int, n_features: int) -> int:
@@ -604,7 +643,7 @@ def _check_memory(config: Config) -> None:
     n_inputs = len(config.features) or 1
     n_features = 2 * n_inputs if config.uses_context else len(config.model_features()) or 1
     trees = trees_bytes(model, n_features)
-    one = series_bytes(model, n_inputs, n_features, 0)
+    one = series_bytes(model, n_inputs, n_features, 0, range_rows(config))
     if trees + one <= budget:
         return
     # Name the size that weighs most: the window (warm-up buffers) or the trees.

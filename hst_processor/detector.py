@@ -35,7 +35,7 @@ from hst_processor.alert_assembly import assemble_alert
 from hst_processor.alerts import AlertEvent, AlertPolicy, FeatureReason
 from hst_processor.calibration import Calibration
 from hst_processor.config import Config
-from hst_processor.context import LIMIT
+from hst_processor.context import LIMIT, source_of
 from hst_processor.decision import EpisodeRule, LearnGate
 from hst_processor.engine import Engine, EngineParts, WindowMasses, require_engine
 from hst_processor.explanation import Explanation
@@ -44,7 +44,8 @@ from hst_processor.fields import LastValues
 from hst_processor.forest import FloatArray, Routed
 from hst_processor.lineproto import Metric, is_numeric
 from hst_processor.log import Log
-from hst_processor.rarity import Rarity
+from hst_processor.ranges import FieldRanges, alone_share
+from hst_processor.rarity import Rarity, rarity_of
 from hst_processor.registry import SeriesTable
 from hst_processor.scaling import Scaling, fixed_limits, learned_limits, scale, scale_rows
 from hst_processor.series import (
@@ -66,6 +67,18 @@ against 512."""
 SLICE_NEW_SERIES = 512
 """A slice ends early once this many series were new in it: what the series forgotten meanwhile
 held, their trees included, is let go only between slices."""
+
+
+class Ranged(NamedTuple):
+    """The range view's verdict on one metric (see :mod:`.ranges`)."""
+
+    score: float | None  # None: the view is not ready (or the series has none)
+    field: int = 0  # the position of the field farthest out of its range
+    value: float = 0.0  # that field's value
+    alone: bool = False  # rare enough to open an alert by itself (``alerts.alone_days``)
+
+
+_NOT_RANGED = Ranged(None)
 
 
 class Verdict(NamedTuple):
@@ -99,12 +112,16 @@ class _Batch:
     series: list[Series] = field(default_factory=list)
     rows: list[list[float]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # seconds, for alerts
+    ranged: list[Ranged] = field(default_factory=list)
 
-    def add(self, index: int, series: Series, row: list[float], when: float) -> None:
+    def add(
+        self, index: int, series: Series, row: list[float], when: float, ranged: Ranged
+    ) -> None:
         self.indices.append(index)
         self.series.append(series)
         self.rows.append(row)
         self.times.append(when)
+        self.ranged.append(ranged)
 
 
 class Detector:
@@ -138,6 +155,7 @@ class Detector:
         self.rarity = Rarity(upper=math.log(nodes) + 1e-6)
         by_rarity = config.detection.calibration == "rarity"
         self._calibration = Calibration(self.rarity if by_rarity else None)
+        self._ranges = FieldRanges(config.detection.range_reference) if config.uses_ranges else None
         self._episodes = EpisodeRule.of(config.detection)
         self._gate = LearnGate.of(config.detection)
         require_engine(config.model.engine)
@@ -178,7 +196,7 @@ class Detector:
         created = self._created
         # Each scored metric in order, with its series and its feature row (None: the
         # series' rows are computed together after this pass).
-        scored: list[tuple[int, Series, list[float] | None, Metric]] = []
+        scored: list[tuple[int, Series, list[float] | None, Metric, Ranged]] = []
         waiting: dict[int, tuple[Series, list[list[float]]]] = {}  # by id(series)
         for index, metric in enumerate(metrics):
             if self._created - created >= SLICE_NEW_SERIES:
@@ -199,12 +217,13 @@ class Detector:
                 else:
                     self.counters.no_fields += 1
                 continue
+            ranged = self._range_of(series, row, metric)
             if self._features.batched(series):
                 entry = waiting.get(id(series))
                 if entry is None:
                     entry = waiting[id(series)] = (series, [])
                 entry[1].append(row)
-                scored.append((index, series, None, metric))
+                scored.append((index, series, None, metric, ranged))
                 continue
             rows = self._features.rows(series, row)
             if not rows:  # a feature still gathers its history
@@ -213,7 +232,7 @@ class Detector:
                 continue
             if len(rows) > 1:  # the gathered metrics, already answered as warm-up
                 self._learn_gathered(series, rows[:-1])
-            scored.append((index, series, rows[-1], metric))
+            scored.append((index, series, rows[-1], metric, ranged))
         computed = {
             key: iter(rows)
             for key, rows in zip(
@@ -221,17 +240,31 @@ class Detector:
             )
         }
         groups: dict[tuple[str, ...], _Batch] = {}
-        for index, series, feature_row, metric in scored:
+        for index, series, feature_row, metric, ranged in scored:
             if feature_row is None:
                 feature_row = next(computed[id(series)])
             batch = groups.get(series.features)
             if batch is None:
                 batch = groups[series.features] = _Batch()
-            batch.add(index, series, feature_row, self._seconds(metric) if self._policy else 0.0)
+            when = self._seconds(metric) if self._policy else 0.0
+            batch.add(index, series, feature_row, when, ranged)
         for features, batch in groups.items():
             self._score(self.table.engine_parts(features), batch, verdicts)
         self.table.settle()
         return verdicts[:end]
+
+    def _range_of(self, series: Series, row: list[float], metric: Metric) -> Ranged:
+        """The range view's verdict on a metric's values (every metric of a series that has
+        the view comes through here, in order: it gathers its reference, then scores)."""
+        state = series.ranges
+        if state is None or self._ranges is None:
+            return _NOT_RANGED
+        when = metric.timestamp / 1e9 if metric.timestamp is not None else 0.0
+        score, farthest = self._ranges.observe(state, row, when)
+        if score is None:
+            return _NOT_RANGED
+        alone = rarity_of(score) <= alone_share(state, self.config.alerts.alone_days)
+        return Ranged(score, farthest, row[farthest], alone)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -330,6 +363,7 @@ class Detector:
             inputs=inputs,
             context=context,
             rarity=self._calibration.new_state(),
+            ranges=None if self._ranges is None or context is None else self._ranges.new_state(),
         )
 
     def restore_series(self, saved: Mapping[str, Any], features: tuple[str, ...]) -> bool:
@@ -382,8 +416,8 @@ class Detector:
         """Verdicts for one feature set's metrics, every series of the batch at once."""
         engine = parts.engine
         scorable = _Batch()
-        for index, series, row, when in zip(
-            batch.indices, batch.series, batch.rows, batch.times, strict=True
+        for index, series, row, when, ranged in zip(
+            batch.indices, batch.series, batch.rows, batch.times, batch.ranged, strict=True
         ):
             if series.scaling.low is None:  # not ``ready``: this loop runs for every metric
                 # Learned scaling: gather the first window raw, then fix the limits, learn it.
@@ -397,7 +431,7 @@ class Detector:
                     )
                     engine.learn_many(series.masses, series.scaling.freeze(warmup, low, high))
                 continue
-            scorable.add(index, series, row, when)
+            scorable.add(index, series, row, when, ranged)
         if not scorable.rows:
             return
         scaled = scale_rows([series.scaling for series in scorable.series], scorable.rows)
@@ -464,20 +498,35 @@ class Detector:
         if score is None:
             self.counters.warmup += 1
             return self._warmup, learning
-        anomalous, flagged = self._episodes.decide(series.episode, score)
+        # The rarer of the two views; the trees learn by their own score alone.
+        ranged = batch.ranged[position]
+        by_range = ranged.score is not None and ranged.score > score
+        shown = ranged.score if by_range and ranged.score is not None else score
+        anomalous, flagged = self._episodes.decide(series.episode, shown)
+        feature = None
+        if anomalous:
+            feature = (
+                series.inputs[ranged.field] if by_range else self._blame(parts, series, scaled)
+            )
         verdict = Verdict(
-            "true" if flagged else "false",
-            score,
-            1 - total / engine.max_total,
-            self._blame(parts, series, scaled) if anomalous else None,
+            "true" if flagged else "false", shown, 1 - total / engine.max_total, feature
         )
         self.counters.scored += 1
         self.counters.anomalous += flagged
         if self._policy is not None:
-            kind = self._policy.observe(series.alert, score, batch.times[position])
+            kind = self._policy.observe(series.alert, shown, batch.times[position], ranged.alone)
             if kind is not None:
-                self._raise_alert(kind, parts, series, batch, position, scaled, score)
-        return verdict, self._gate.learns(series.gate, score, anomalous)
+                self._raise_alert(
+                    kind,
+                    parts,
+                    series,
+                    batch,
+                    position,
+                    scaled,
+                    shown,
+                    ranged if by_range else None,
+                )
+        return verdict, self._gate.learns(series.gate, score, score >= self._episodes.threshold)
 
     @staticmethod
     def _count_learned(
@@ -518,8 +567,10 @@ class Detector:
         position: int,
         scaled: FloatArray,
         score: float,
+        ranged: Ranged | None,
     ) -> None:
-        """Build the alert (with what drove the score) and hand it to the notifier."""
+        """Build the alert (with what drove the score) and hand it to the notifier;
+        ``ranged``: the range view's verdict when it drove the score."""
         assert self._notify is not None
         reasons: tuple[FeatureReason, ...] = ()
         low, high = series.scaling.low, series.scaling.high
@@ -534,6 +585,14 @@ class Detector:
                 high,
                 squashed=series.context is not None,
             )
+        ranges = series.ranges
+        if kind != "resolve" and ranged is not None and ranges is not None:
+            # The field out of its long-run range first, with that range (its quartiles).
+            name = series.inputs[ranged.field]
+            low_quartile = None if ranges.low is None else ranges.low[ranged.field]
+            high_quartile = None if ranges.high is None else ranges.high[ranged.field]
+            others = [reason for reason in reasons if source_of(reason.name) != name]
+            reasons = (FeatureReason(name, ranged.value, low_quartile, high_quartile), *others)
         self._notify(
             assemble_alert(
                 kind,

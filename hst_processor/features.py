@@ -31,8 +31,9 @@ def describe_features(config: Config) -> str:
     """The fields read and what the trees see, in words, for the start line.
 
     >>> from hst_processor.config import Config
-    >>> describe_features(Config())
-    "fields read: each series' numeric fields; the trees see each field's deviation and residual"
+    >>> describe_features(Config())  # doctest: +NORMALIZE_WHITESPACE
+    "fields read: each series' numeric fields; the trees see each field's deviation and
+    residual, the range view each field against its first 1000 metrics"
     >>> describe_features(Config(features=("load", "power"), context_features=False))
     'fields read: load, power; the trees see the fields read'
     """
@@ -43,7 +44,12 @@ def describe_features(config: Config) -> str:
         seen = ", ".join(config.model_features())
     else:
         seen = "the fields read"
-    return f"fields read: {read}; the trees see {seen}"
+    ranges = (
+        f", the range view each field against its first {config.detection.range_reference} metrics"
+        if config.uses_ranges
+        else ""
+    )
+    return f"fields read: {read}; the trees see {seen}{ranges}"
 
 
 class FeaturePlan:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from hst_processor.config import MIB, Config, series_bytes, trees_bytes
+from hst_processor.config import MIB, Config, range_rows, series_bytes, trees_bytes
 from hst_processor.engine import Engine, EngineParts, make_engine
 from hst_processor.log import Log
 from hst_processor.series import Series, SeriesKey, describe_series, key_bytes
@@ -61,7 +61,9 @@ class SeriesTable:
 
     def footprint_of(self, key: SeriesKey, n_inputs: int, n_features: int) -> int:
         """The bytes a series may come to hold (see :func:`~hst_processor.config.series_bytes`)."""
-        return series_bytes(self.config.model, n_inputs, n_features, key_bytes(key))
+        return series_bytes(
+            self.config.model, n_inputs, n_features, key_bytes(key), range_rows(self.config)
+        )
 
     def new_series_bytes(self, key: SeriesKey, n_inputs: int, features: tuple[str, ...]) -> int:
         """What a new series of ``features`` brings: its own bytes, and the trees of its

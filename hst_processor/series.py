@@ -12,6 +12,7 @@ features                  ``context`` or ``derived``                  :mod:`.fea
                                                                       :mod:`.derived`
 scaling                   ``scaling`` (limits or warm-up rows)        :mod:`.scaling`
 model                     ``masses`` (the engine's)                   :mod:`.engine`
+range view                ``ranges`` (with the default features)      :mod:`.ranges`
 calibration               ``rarity`` (landmarks keep none)            :mod:`.calibration`
 decision and episode      ``episode``                                 :mod:`.decision`
 learn gate                ``gate``                                    :mod:`.decision`
@@ -42,6 +43,7 @@ from hst_processor.derived import DerivedState
 from hst_processor.engine import Persistent, WindowMasses
 from hst_processor.fields import LastValues
 from hst_processor.lineproto import Metric
+from hst_processor.ranges import RangeState
 from hst_processor.rarity import RarityState
 from hst_processor.scaling import Scaling
 
@@ -69,6 +71,7 @@ class Series:
     context: ContextFeatures | None = None  # the default features, when no derived ones are set
     rarity: RarityState | None = None  # the score's calibration (``rarity``)
     episode: EpisodeState = field(default_factory=EpisodeState)  # what the tag says
+    ranges: RangeState | None = None  # the range view, with the default features
     footprint: int = 0  # estimated bytes at its largest (see config.series_bytes)
 
     def __post_init__(self) -> None:
@@ -95,6 +98,7 @@ class Series:
             "context": None if self.context is None else self.context.export(),
             "rarity": None if self.rarity is None else self.rarity.export(),
             "episode": self.episode.export(),
+            "ranges": None if self.ranges is None else self.ranges.export(),
             "masses": persistence.export_masses(self.masses),
         }
 
@@ -114,6 +118,8 @@ class Series:
         if self.rarity is not None and saved.get("rarity"):
             self.rarity = RarityState.restore(saved["rarity"])
         self.episode = EpisodeState.restore(saved.get("episode"))
+        if self.ranges is not None and saved.get("ranges"):
+            self.ranges = RangeState.restore(saved["ranges"])
 
 
 def series_key_of(saved: Mapping[str, Any]) -> SeriesKey:

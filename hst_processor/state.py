@@ -222,12 +222,13 @@ _SERIES = {
     *("warmup_rows", "anomalous_run", "complete", "alert", "last_seen", "masses"),
 }
 # Not written by 0.1, so a file without them still loads.
-_SERIES_OPTIONAL = frozenset({"inputs", "derived", "context", "rarity", "episode"})
+_SERIES_OPTIONAL = frozenset({"inputs", "derived", "context", "rarity", "episode", "ranges"})
 _MASSES = {"counter", "first_window", "windows", "dtype", "live", "reference"}
 _COUNT_DTYPES = ("uint8", "uint16", "int32")  # what export_masses writes
 _DERIVED = {"specs", "previous", "history", "fit_points", "lines"}
 _CONTEXT = {"fields", "pending", "fitted", "arrays"}
 _RARITY = {"counts", "total", "weight", "seen", "tail"}
+_RANGES = {"seen", "sample", "times", "median", "low", "high", "unit", "interval", "rarity"}
 _INT64 = 2**63
 
 
@@ -291,6 +292,8 @@ def _series(saved: Any, where: str, model: Mapping[str, int]) -> None:
         _context(saved["context"], f"{where}.context", inputs, features, window)
     if saved.get("rarity") is not None:
         _rarity(saved["rarity"], f"{where}.rarity")
+    if saved.get("ranges") is not None:
+        _ranges(saved["ranges"], f"{where}.ranges", len(inputs))
     if saved.get("episode") is not None:
         episode = _list(saved["episode"], f"{where}.episode", length=2)
         _boolean(episode[0], f"{where}.episode[0]")
@@ -394,6 +397,29 @@ def _rarity(saved: Any, where: str) -> None:
     _number(saved["weight"], f"{where}.weight")
     _integer(saved["seen"], f"{where}.seen", 0, _INT64)
     _numbers(saved["tail"], f"{where}.tail", len(fresh.tail))
+
+
+def _ranges(saved: Any, where: str, width: int) -> None:
+    _keys(saved, where, _RANGES)
+    _integer(saved["seen"], f"{where}.seen", 0, _INT64)
+    sample = _list(saved["sample"], f"{where}.sample")
+    for position, row in enumerate(sample):
+        _numbers(row, f"{where}.sample[{position}]", width)
+    _numbers(saved["times"], f"{where}.times", len(sample), finite=True)
+    _number(saved["interval"], f"{where}.interval", finite=True)
+    if saved["interval"] < 0:
+        raise StateError(f"{where}.interval: must not be negative, got {saved['interval']!r}")
+    fitted = [saved[name] is not None for name in ("median", "low", "high", "unit")]
+    if any(fitted) and not all(fitted):
+        raise StateError(f"{where}: median, low, high and unit must all be set or all be empty")
+    if all(fitted):
+        for name in ("median", "low", "high"):
+            _numbers(saved[name], f"{where}.{name}", width)
+        _numbers(saved["unit"], f"{where}.unit", width, finite=True)
+        for position, unit in enumerate(saved["unit"]):
+            if not unit > 0:  # a distance is divided by it
+                raise StateError(f"{where}.unit[{position}]: must be above 0, got {unit!r}")
+    _rarity(saved["rarity"], f"{where}.rarity")
 
 
 def _kind(value: Any) -> str:

@@ -28,6 +28,17 @@ def test_opens_after_consecutive_anomalous_metrics_only() -> None:
     ]  # fmt: skip
 
 
+def test_one_metric_rare_enough_alone_opens_at_once_but_not_while_cooling_down() -> None:
+    policy = AlertPolicy(AlertsConfig(consecutive=3, resolve_after=1, cooldown=10), 0.5)
+    state = AlertState()
+    assert policy.observe(state, 0.9, 0) is None  # one of three
+    assert policy.observe(state, 0.1, 1, alone=True) is None  # alone, yet below the threshold
+    assert policy.observe(state, 0.9, 2, alone=True) == "open"
+    assert policy.observe(state, 0.1, 3) == "resolve"
+    assert policy.observe(state, 0.9, 5, alone=True) is None  # cooling down
+    assert policy.observe(state, 0.9, 14, alone=True) == "open"
+
+
 def test_opens_after_a_duration() -> None:
     policy = AlertPolicy(AlertsConfig(consecutive=1000, duration=10), threshold=0.5)
     events = run(policy, [0.9] * 30, step=1.0)

@@ -254,7 +254,8 @@ def test_a_state_file_with_an_offline_command_is_refused(tmp_path: Path) -> None
         (
             "measurements: [machine_data]\ngroup_by: [machineID]\n",
             "scoring machine_data by machineID; fields read: each series' numeric fields; "
-            "the trees see each field's deviation and residual; engine hst (10 trees, height 8, "
+            "the trees see each field's deviation and residual, the range view each field "
+            "against its first 1000 metrics; engine hst (10 trees, height 8, "
             "window 250); squashed into a fixed box; threshold 0.5",
         ),
         (

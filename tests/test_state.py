@@ -389,6 +389,11 @@ def damaged(document: dict[str, Any], damage: str) -> dict[str, Any]:
         saved["alert"]["bogus"] = 1
     elif damage == "rarity counts as text":
         saved["rarity"]["counts"] = "x"
+    elif damage == "range unit zero":
+        fitted = {"median": [0.0, 0.0], "low": [0.0, 0.0], "high": [0.0, 0.0], "unit": [0.0, 1.0]}
+        saved["ranges"].update(fitted)  # a distance would be divided by it
+    elif damage == "range half fitted":
+        saved["ranges"]["median"] = [0.0, 0.0]
     elif damage == "context array too short":
         saved["context"]["arrays"]["level"] = [1.0]
     elif damage == "model size as text":
@@ -408,6 +413,8 @@ DAMAGES = [
     ("tags not a list", "series[0].tags: expected a list"),
     ("alert with an extra key", "series[0].alert: unexpected 'bogus'"),
     ("rarity counts as text", "series[0].rarity.counts: expected a list"),
+    ("range unit zero", "series[0].ranges.unit[0]: must be above 0"),
+    ("range half fitted", "series[0].ranges: median, low, high and unit must all be set"),
     ("context array too short", "series[0].context.arrays.level: 1 items, expected 2"),
     ("model size as text", "model.n_trees: expected an integer from 1 to 1000"),
     ("series not a mapping", "series[0]: expected a mapping"),
