@@ -618,9 +618,10 @@ def series_bytes(
     leaves = model.n_trees << model.height
     per_leaf = _RIVER_LEAF_BYTES if model.engine == "river" else _LEAF_BYTES
     warmup = _warmup_bytes(model, n_inputs, n_features)
-    ranges = range_rows * (_ROW_BYTES + _FLOAT_BYTES * n_inputs)
+    # Each kept row and its time; then each field's median, quartiles and unit.
+    ranges = range_rows * (_ROW_BYTES + _FLOAT_BYTES * (n_inputs + 1))
     if range_rows:
-        ranges += _SERIES_BYTES // 2  # its calibration's histogram and the fields' ranges
+        ranges += _SERIES_BYTES // 2 + 4 * _FLOAT_BYTES * n_inputs  # and the calibration
     return leaves * per_leaf + warmup + ranges + _SERIES_BYTES + _KEY_COPIES * key_bytes
 
 

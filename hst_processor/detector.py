@@ -263,7 +263,11 @@ class Detector:
         score, farthest = self._ranges.observe(state, row, when)
         if score is None:
             return _NOT_RANGED
-        alone = rarity_of(score) <= alone_share(state, self.config.alerts.alone_days)
+        # Rare enough alone: at or above the threshold itself (else a metric the trees flagged
+        # would open an alert by itself at slow cadences) and within the alone rule's share.
+        alone = score >= self._episodes.threshold and rarity_of(score) <= alone_share(
+            state, self.config.alerts.alone_days
+        )
         return Ranged(score, farthest, row[farthest], alone)
 
     # -- routing -----------------------------------------------------------------------------

@@ -101,6 +101,10 @@ class FieldRanges:
     def __init__(self, reference: int) -> None:
         self.reference = max(SAMPLE_EVERY, reference)
         self.rarity = Rarity(upper=_UPPER)
+        # Farther than the calibration tells apart: at the start of its last bin, so that a
+        # lasting level out there is counted as often as it is seen (a value beyond ``upper``
+        # would have a share of 0 however often it came, and stay rare for ever).
+        self._ceiling = _UPPER - self.rarity.width * (1.0 - 1e-6)
 
     def new_state(self) -> RangeState:
         return RangeState()
@@ -121,7 +125,7 @@ class FieldRanges:
                 _fit(state)
             return None, 0
         farthest, distance = self.distance(state, row)
-        statistic = math.log(distance) if distance > 0.0 else -math.inf
+        statistic = min(math.log(distance), self._ceiling) if distance > 0.0 else -math.inf
         return self.rarity.observe(state.rarity, statistic), farthest
 
     @staticmethod

@@ -43,7 +43,7 @@ import msgpack
 import numpy as np
 
 from hst_processor.alerts import AlertState
-from hst_processor.config import MIB, MODEL_RANGES, Config
+from hst_processor.config import MIB, MODEL_RANGES, RANGE_SAMPLE_EVERY, Config
 from hst_processor.context import (
     SAVED_MATRICES,
     SAVED_VECTORS,
@@ -406,6 +406,15 @@ def _ranges(saved: Any, where: str, width: int) -> None:
     for position, row in enumerate(sample):
         _numbers(row, f"{where}.sample[{position}]", width)
     _numbers(saved["times"], f"{where}.times", len(sample), finite=True)
+    if saved["unit"] is None:  # still gathering: one row kept for every fourth metric seen
+        expected = -(-saved["seen"] // RANGE_SAMPLE_EVERY)
+        if len(sample) != expected:
+            raise StateError(
+                f"{where}.sample: {len(sample)} rows for {saved['seen']} metrics seen, "
+                f"expected {expected}"
+            )
+    elif sample:
+        raise StateError(f"{where}.sample: {len(sample)} rows kept after the ranges were fitted")
     _number(saved["interval"], f"{where}.interval", finite=True)
     if saved["interval"] < 0:
         raise StateError(f"{where}.interval: must not be negative, got {saved['interval']!r}")

@@ -20,6 +20,7 @@ from hst_processor.offline.evaluate import evaluate_file
 from hst_processor.offline.labels import parse_labels
 from hst_processor.offline.replay import Replay, replay
 from hst_processor.processor import Processor
+from hst_processor.ranges import FieldRanges
 from hst_processor.state import parse, restore, snapshot
 from tests.scenario_suite import SCENARIOS, simulate_scenario
 
@@ -180,3 +181,28 @@ def test_the_score_is_the_rarer_of_the_trees_and_the_range_view(related: np.ndar
     # The range view starts once its reference (1,000 metrics) and 100 scores are in.
     assert (with_ranges[350:1_100] == trees_only[350:1_100]).all()
     assert (with_ranges[1_100:] > trees_only[1_100:]).mean() > 0.2
+
+
+def test_at_a_slow_cadence_only_the_range_view_opens_an_alert_alone(
+    related: np.ndarray,
+) -> None:
+    # One metric every three days: every metric is "once in three days", so the alone rule
+    # would take any flagged metric; it takes only those the range view itself flags.
+    step = 3 * 86_400
+    values = related[:6_000]
+    text = "".join(
+        "m,host=a " + ",".join(f"f{j}={float(v)!r}" for j, v in enumerate(row))
+        + f" {(START + i * step) * 10**9}\n"
+        for i, row in enumerate(values)
+    )  # fmt: skip
+    result = replay(defaults(), io.StringIO(text), None, Log(io.StringIO()), keep_records=True)
+    scores = [record.score or 0.0 for record in result.records]
+    ranges = FieldRanges(reference=1_000)
+    state = ranges.new_state()
+    by_range = [ranges.observe(state, list(row), float(START + i * step))[0] or 0.0
+                for i, row in enumerate(values)]  # fmt: skip
+    openings = [round((event.time - START) / step) for event in result.openings]
+    assert openings  # the trees alone flag a few metrics in 6,000
+    for row in openings:
+        three_in_a_row = min(scores[row - 2 : row + 1]) >= 0.5
+        assert three_in_a_row or by_range[row] >= 0.5, (row, scores[row - 2 : row + 1])

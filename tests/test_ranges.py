@@ -103,3 +103,17 @@ def test_the_usual_interval_ignores_a_pause_and_sets_the_share_worth_an_alert_al
     for _ in range(400):  # metrics without times: no cadence, never alone
         ranges.observe(untimed, [1.0])
     assert untimed.interval == 0.0 and alone_share(untimed, 3.0) == 0.0
+
+
+def test_a_lasting_level_far_beyond_what_the_calibration_tells_apart_becomes_ordinary():
+    # A counter that was 0 for its whole reference, then settles at 1,000: 1e12 units out,
+    # beyond the calibration's top. It is rare when it comes, and ordinary once it lasts.
+    rng = np.random.default_rng(3)
+    ranges = FieldRanges(reference=1000)
+    state = ranges.new_state()
+    for _ in range(3000):
+        ranges.observe(state, [float(rng.normal(50, 2)), 0.0])
+    onset, field = ranges.observe(state, [50.0, 1000.0])
+    assert field == 1 and onset is not None and onset >= 0.5
+    later = [ranges.observe(state, [float(rng.normal(50, 2)), 1000.0])[0] for _ in range(3000)]
+    assert all(score is not None and score < 0.35 for score in later[-1000:])

@@ -391,7 +391,9 @@ def damaged(document: dict[str, Any], damage: str) -> dict[str, Any]:
         saved["rarity"]["counts"] = "x"
     elif damage == "range unit zero":
         fitted = {"median": [0.0, 0.0], "low": [0.0, 0.0], "high": [0.0, 0.0], "unit": [0.0, 1.0]}
-        saved["ranges"].update(fitted)  # a distance would be divided by it
+        saved["ranges"].update(fitted, sample=[], times=[])  # a distance is divided by it
+    elif damage == "range sample short":
+        saved["ranges"].update(seen=99, sample=[], times=[])  # its fit would have no rows
     elif damage == "range half fitted":
         saved["ranges"]["median"] = [0.0, 0.0]
     elif damage == "context array too short":
@@ -414,6 +416,7 @@ DAMAGES = [
     ("alert with an extra key", "series[0].alert: unexpected 'bogus'"),
     ("rarity counts as text", "series[0].rarity.counts: expected a list"),
     ("range unit zero", "series[0].ranges.unit[0]: must be above 0"),
+    ("range sample short", "series[0].ranges.sample: 0 rows for 99 metrics seen, expected 25"),
     ("range half fitted", "series[0].ranges: median, low, high and unit must all be set"),
     ("context array too short", "series[0].context.arrays.level: 1 items, expected 2"),
     ("model size as text", "model.n_trees: expected an integer from 1 to 1000"),
