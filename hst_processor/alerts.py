@@ -69,7 +69,7 @@ class AlertPolicy:
         self, state: AlertState, score: float, when: float, alone: bool = False
     ) -> str | None:
         """Feed one scored metric; return ``"open"``, ``"resolve"``, ``"reminder"`` or None.
-        ``alone``: the metric is enough to open an alert by itself (see ``alone_score``)."""
+        ``alone``: the metric is enough to open an alert by itself (see ``alone_days``)."""
         config = self.config
         if state.is_open:
             state.peak = max(state.peak, score)

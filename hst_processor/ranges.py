@@ -12,8 +12,10 @@ trees' score is, so its score means the same "rarer than 1 in N of this series' 
 metrics".
 
 The detector reports the rarer of the two views as ``anomaly_score``, and a metric whose
-range score alone reaches ``alerts.alone_score`` opens an alert by itself: a field far out of
-its long-run range is worth one metric's alert, where the trees' view needs a few in a row.
+range score reaches the threshold and is rarer than normal operation reaches once in
+``alerts.alone_days`` days (:func:`alone_share`, at the series' own cadence) opens an alert by
+itself: a field far out of its long-run range is worth one metric's alert, where the trees'
+view needs a few in a row.
 
 >>> ranges = FieldRanges(reference=16)
 >>> state = ranges.new_state()
