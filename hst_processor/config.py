@@ -49,6 +49,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "range_rows",
+    "sampled_rows",
     "series_bytes",
     "trees_bytes",
 ]
@@ -627,9 +628,13 @@ def series_bytes(
 
 def range_rows(config: Config) -> int:
     """The reference rows a series' range view keeps at most (0: no range view)."""
-    if not config.uses_ranges:
-        return 0
-    return -(-config.detection.range_reference // RANGE_SAMPLE_EVERY)
+    return sampled_rows(config.detection.range_reference) if config.uses_ranges else 0
+
+
+def sampled_rows(metrics: int) -> int:
+    """The rows the range view keeps of its first ``metrics``: the first, then one in
+    ``RANGE_SAMPLE_EVERY``."""
+    return -(-metrics // RANGE_SAMPLE_EVERY)
 
 
 def _warmup_bytes(model: ModelConfig, n_inputs: int, n_features: int) -> int:

@@ -62,6 +62,7 @@ __all__ = [
     "coefficient_width",
     "context_names",
     "features_of_series",
+    "finite_percentiles",
     "source_of",
     "unsquash",
 ]
@@ -137,6 +138,21 @@ def _finite(values: FloatArray) -> FloatArray:
     return result
 
 
+def finite_percentiles(rows: FloatArray, percentiles: Sequence[float]) -> list[FloatArray]:
+    """Each column's ``percentiles`` over its finite values, within the float range (a column
+    never finite: 0), one array per percentile.
+
+    >>> [p.tolist() for p in finite_percentiles(np.array([[1.0, np.nan], [3.0, np.inf]]), [50])]
+    [[2.0, 0.0]]
+    """
+    with np.errstate(all="ignore"):
+        finite = np.where(np.isfinite(rows), rows, np.nan)
+        with warnings.catch_warnings():  # a column never finite: its NaNs become 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            found = np.nanpercentile(finite, percentiles, axis=0)
+    return [np.nan_to_num(values) for values in found]
+
+
 def unsquash(value: float) -> float:
     """A squashed feature back in its own units (the edge of the box stays the edge).
 
@@ -208,12 +224,9 @@ class ContextFeatures:
         return features_of_series([self], [rows])[0]
 
     def _fit(self, rows: FloatArray) -> None:
+        low, median, high = finite_percentiles(rows, (5.0, 50.0, 95.0))
         with np.errstate(all="ignore"):
             finite = np.where(np.isfinite(rows), rows, np.nan)
-            with warnings.catch_warnings():  # a field never finite: its NaNs become 0 below
-                warnings.simplefilter("ignore", RuntimeWarning)
-                low, median, high = np.nanpercentile(finite, [5.0, 50.0, 95.0], axis=0)
-            low, median, high = (np.nan_to_num(v) for v in (low, median, high))
             self.center = low / 2 + high / 2
             scale = np.maximum(np.abs(median), high / 2 - low / 2)
             self.floor = np.maximum(np.nan_to_num(scale * _FLOOR_FRACTION), _FLOOR_ABSOLUTE)

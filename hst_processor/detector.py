@@ -259,8 +259,8 @@ class Detector:
         state = series.ranges
         if state is None or self._ranges is None:
             return _NOT_RANGED
-        when = metric.timestamp / 1e9 if metric.timestamp is not None else 0.0
-        score, farthest = self._ranges.observe(state, row, when)
+        # Untimed metrics leave the cadence unknown (0): they never open an alert alone.
+        score, farthest = self._ranges.observe(state, row, self._seconds(metric, untimed=0.0))
         if score is None:
             return _NOT_RANGED
         # Rare enough alone: at or above the threshold itself (else a metric the trees flagged
@@ -611,6 +611,9 @@ class Detector:
         )
 
     @staticmethod
-    def _seconds(metric: Metric) -> float:
-        # Telegraf always writes nanoseconds; a metric without a time is "now".
-        return metric.timestamp / 1e9 if metric.timestamp is not None else time.time()
+    def _seconds(metric: Metric, untimed: float | None = None) -> float:
+        """A metric's time in seconds (Telegraf always writes nanoseconds); one without a time
+        is ``untimed``, or "now" when that is None."""
+        if metric.timestamp is not None:
+            return metric.timestamp / 1e9
+        return time.time() if untimed is None else untimed

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from hst_processor.config import RANGE_SAMPLE_EVERY
+from hst_processor.context import finite_percentiles
 from hst_processor.rarity import Rarity, RarityState
 
 __all__ = ["SAMPLE_EVERY", "FieldRanges", "RangeState", "alone_share"]
@@ -161,12 +162,9 @@ def _fit(state: RangeState) -> None:
     interval = float(np.median(gaps)) / SAMPLE_EVERY if len(gaps) else 0.0
     state.interval = interval if math.isfinite(interval) and interval > 0 else 0.0
     state.times = []
+    rows = np.array(state.sample, dtype=np.float64)
+    low, median, high = finite_percentiles(rows, (25.0, 50.0, 75.0))
     with np.errstate(all="ignore"):
-        rows = np.array(state.sample, dtype=np.float64)
-        rows[~np.isfinite(rows)] = np.nan
-        if np.isnan(rows).all(axis=0).any():  # a field never finite: its statistics are 0
-            rows[:, np.isnan(rows).all(axis=0)] = 0.0
-        low, median, high = np.nanpercentile(rows, [25.0, 50.0, 75.0], axis=0)
         floor = np.maximum(np.abs(median) * _FLOOR_FRACTION, _FLOOR_ABSOLUTE)
         unit = np.maximum(high - low, floor)
         unit = np.where(np.isfinite(unit), unit, np.finfo(np.float64).max)

@@ -43,7 +43,7 @@ import msgpack
 import numpy as np
 
 from hst_processor.alerts import AlertState
-from hst_processor.config import MIB, MODEL_RANGES, RANGE_SAMPLE_EVERY, Config
+from hst_processor.config import MIB, MODEL_RANGES, Config, sampled_rows
 from hst_processor.context import (
     SAVED_MATRICES,
     SAVED_VECTORS,
@@ -407,7 +407,7 @@ def _ranges(saved: Any, where: str, width: int) -> None:
         _numbers(row, f"{where}.sample[{position}]", width)
     _numbers(saved["times"], f"{where}.times", len(sample), finite=True)
     if saved["unit"] is None:  # still gathering: one row kept for every fourth metric seen
-        expected = -(-saved["seen"] // RANGE_SAMPLE_EVERY)
+        expected = sampled_rows(saved["seen"])
         if len(sample) != expected:
             raise StateError(
                 f"{where}.sample: {len(sample)} rows for {saved['seen']} metrics seen, "
